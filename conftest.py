@@ -1,0 +1,93 @@
+"""The cast and the stage: users, portfolios, stored prices; and the rule that tests needing a
+real PostgreSQL or Redis skip only where none is configured, never in CI."""
+
+import os
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+
+REQUIRE_SERVICES = os.environ.get("PAPERTRADE_REQUIRE_SERVICES") == "1"
+
+
+def on_postgres() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+def on_redis() -> bool:
+    from django.conf import settings
+
+    return "RedisCache" in settings.CACHES["default"]["BACKEND"]
+
+
+def pytest_sessionstart(session) -> None:
+    if REQUIRE_SERVICES:
+        import django
+
+        django.setup()
+        if not on_postgres() or not on_redis():
+            raise pytest.UsageError(
+                "PAPERTRADE_REQUIRE_SERVICES=1 but the suite is not configured for PostgreSQL "
+                "and Redis: set DATABASE_URL=postgres://... and REDIS_URL=redis://..."
+            )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if "postgres" in item.keywords and not REQUIRE_SERVICES and not on_postgres():
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL"))
+        if "redis" in item.keywords and not REQUIRE_SERVICES and not on_redis():
+            item.add_marker(pytest.mark.skip(reason="needs Redis: set REDIS_URL"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(django_db_setup, django_db_blocker):
+    """Each test starts with an empty cache, as it starts with an empty test database."""
+    with django_db_blocker.unblock():
+        cache.clear()
+
+
+@pytest.fixture
+def password() -> str:
+    return "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def user(django_user_model, password):
+    return django_user_model.objects.create_user(username="alice", password=password)
+
+
+@pytest.fixture
+def other_user(django_user_model, password):
+    return django_user_model.objects.create_user(username="bob", password=password)
+
+
+@pytest.fixture
+def auth_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def portfolio(user):
+    from portfolios.services import portfolio_create
+
+    return portfolio_create(owner=user, name="Main", opening_deposit=Decimal("10000.00"))
+
+
+@pytest.fixture
+def aapl(db):
+    """AAPL's last two real closes before the demo data ends (Thu 2023-11-09, Fri 2023-11-10)."""
+    from marketdata.tests.factories import store_bars
+
+    return store_bars("AAPL", [(date(2023, 11, 9), "182.4100"), (date(2023, 11, 10), "186.4000")])
+
+
+@pytest.fixture
+def ibm(db):
+    from marketdata.tests.factories import store_bars
+
+    return store_bars("IBM", [(date(2023, 11, 9), "146.6200"), (date(2023, 11, 10), "149.0200")])

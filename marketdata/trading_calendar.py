@@ -1,0 +1,51 @@
+"""The NYSE trading calendar (from ``exchange_calendars``), and session/close times.
+
+Named ``trading_calendar`` so as not to shadow the standard library's ``calendar``.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+
+import exchange_calendars
+import pandas as pd
+
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+CLOSE_TIME = time(16, 0)
+
+
+@cache
+def nyse() -> exchange_calendars.ExchangeCalendar:
+    # Wide enough for the bundled history (from 1999) and a year ahead.
+    return exchange_calendars.get_calendar("XNYS", start="1990-01-02")
+
+
+def close_of(day: date) -> datetime:
+    """The UTC time of a regular session's close on ``day`` (16:00 New York)."""
+    return datetime.combine(day, CLOSE_TIME, tzinfo=NEW_YORK).astimezone(UTC)
+
+
+def session_date(moment: datetime) -> date:
+    """The New York calendar date of ``moment``."""
+    return moment.astimezone(NEW_YORK).date()
+
+
+def latest_due_close(now: datetime, grace: timedelta) -> datetime:
+    """The close of the latest session whose bar should be published by ``now``.
+
+    A bar becomes due ``grace`` after its session closes: on Saturday the latest due close is
+    Friday's, and it stays so until Monday's close plus grace.
+    """
+    cal = nyse()
+    moment = pd.Timestamp(now - grace)
+    if moment <= cal.first_minute or moment > cal.last_minute:
+        return close_of(session_date(now - grace))
+    last_close = cal.previous_close(moment + pd.Timedelta(minutes=1))
+    return close_of(session_date(last_close.to_pydatetime()))
+
+
+def is_stale(as_of: datetime, now: datetime, grace: timedelta) -> bool:
+    """True when a newer daily bar than the one closing at ``as_of`` is due by ``now``."""
+    return session_date(as_of) < session_date(latest_due_close(now, grace))

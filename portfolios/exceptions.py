@@ -1,0 +1,63 @@
+"""What a ledger write refuses, each with a message a person can act on.
+
+``field`` names the form field the message belongs beside (``None``: the whole form).
+"""
+
+from decimal import Decimal
+
+from portfolios.money import format_money
+
+
+class LedgerError(Exception):
+    field: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if field is not None:
+            self.field = field
+
+
+class InvalidAmount(LedgerError):
+    field = "amount"
+
+
+class InvalidQuantity(LedgerError):
+    field = "quantity"
+
+
+class InvalidTicker(LedgerError):
+    field = "ticker"
+
+
+class PriceUnavailable(LedgerError):
+    field = "ticker"
+
+
+class InsufficientFunds(LedgerError):
+    def __init__(self, *, available: Decimal, required: Decimal, field: str = "amount") -> None:
+        self.available = available
+        self.required = required
+        self.shortfall = required - available
+        super().__init__(
+            f"Not enough cash: {format_money(available)} available, {format_money(required)} "
+            f"required, {format_money(self.shortfall)} short.",
+            field=field,
+        )
+
+
+class InsufficientShares(LedgerError):
+    field = "quantity"
+
+    def __init__(self, *, ticker: str, held: Decimal, requested: Decimal) -> None:
+        self.held = held
+        self.requested = requested
+        self.shortfall = requested - held
+        super().__init__(
+            f"Not enough {ticker} shares: {held.normalize():f} held, {requested.normalize():f} "
+            f"to sell, {self.shortfall.normalize():f} short."
+        )
+
+
+class BalanceLimitExceeded(LedgerError):
+    field = "amount"

@@ -1,0 +1,59 @@
+"""Money and quantity precision: one place for every ``DecimalField`` and rounding rule.
+
+Cash is kept to the cent and rounded half-even ("banker's rounding"); prices and share
+quantities to 4 places. Decimals are built from strings, never floats.
+"""
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+CASH_PLACES = 2
+CASH_MAX_DIGITS = 16  # up to 99,999,999,999,999.99 in a balance
+PRICE_PLACES = 4
+PRICE_MAX_DIGITS = 18
+QUANTITY_PLACES = 4
+QUANTITY_MAX_DIGITS = 14
+
+CENT = Decimal("0.01")
+PRICE_STEP = Decimal("0.0001")
+QUANTITY_STEP = Decimal("0.0001")
+
+# What one deposit, withdrawal or trade may move; the balance itself may not pass MAX_CASH.
+MAX_AMOUNT = Decimal("1000000000.00")  # one billion dollars
+MAX_CASH = Decimal("1000000000000.00")  # one trillion dollars
+MAX_QUANTITY = Decimal("1000000000.0000")  # one billion shares
+
+
+def to_cash(value: Decimal) -> Decimal:
+    """Round to the cent, half to even."""
+    return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def to_price(value: Decimal) -> Decimal:
+    return value.quantize(PRICE_STEP, rounding=ROUND_HALF_EVEN)
+
+
+def to_quantity(value: Decimal) -> Decimal:
+    return value.quantize(QUANTITY_STEP, rounding=ROUND_HALF_EVEN)
+
+
+def decimal_places(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def parse_decimal(raw: str) -> Decimal | None:
+    """A plain decimal number ("1234.56"), or None for anything else (NaN, "1e3", "1,000")."""
+    text = raw.strip()
+    if not text or not all(c.isdigit() or c == "." for c in text) or text.count(".") > 1:
+        return None
+    if not text.isascii() or text == ".":
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def format_money(value: Decimal) -> str:
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(to_cash(value)):,.2f}"

@@ -1,0 +1,388 @@
+"""Ledger writes: keyword-only services shared by views, commands and tasks.
+
+Every write validates its inputs, takes the price (if any) *before* opening the database
+transaction (no network I/O inside one), then inside ``transaction.atomic()`` locks the
+portfolio row, checks the rule against the locked balance, appends the ledger row and updates
+the running totals. A broken rule raises a :class:`LedgerError` and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from marketdata.port import (
+    MarketDataPort,
+    MarketDataUnavailable,
+    PricePoint,
+    TickerNotFound,
+    get_price_port,
+)
+from marketdata.tickers import InvalidTicker as _BadTicker
+from marketdata.tickers import normalize_ticker
+from portfolios.exceptions import (
+    BalanceLimitExceeded,
+    InsufficientFunds,
+    InsufficientShares,
+    InvalidAmount,
+    InvalidQuantity,
+    InvalidTicker,
+    LedgerError,
+    PriceUnavailable,
+)
+from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.money import (
+    CASH_PLACES,
+    MAX_AMOUNT,
+    MAX_CASH,
+    MAX_QUANTITY,
+    QUANTITY_PLACES,
+    decimal_places,
+    format_money,
+    to_cash,
+)
+
+ZERO = Decimal("0")
+NAME_MAX_LENGTH = 100
+
+
+# --- validation -------------------------------------------------------------------------------
+def _check_decimal(value: object, *, what: str, places: int, maximum: Decimal, error) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise error(f"The {what} must be a number.")
+    if value <= 0:
+        raise error(f"The {what} must be greater than zero.")
+    if decimal_places(value) > places:
+        raise error(f"The {what} may have at most {places} decimal places.")
+    if value > maximum:
+        raise error(f"The {what} may be at most {maximum.normalize():,f}.")
+    return value
+
+
+def validate_amount(value: object) -> Decimal:
+    return _check_decimal(
+        value, what="amount", places=CASH_PLACES, maximum=MAX_AMOUNT, error=InvalidAmount
+    )
+
+
+def validate_quantity(value: object) -> Decimal:
+    return _check_decimal(
+        value, what="quantity", places=QUANTITY_PLACES, maximum=MAX_QUANTITY, error=InvalidQuantity
+    )
+
+
+def validate_ticker(value: object) -> str:
+    try:
+        return normalize_ticker(value)
+    except _BadTicker as exc:
+        raise InvalidTicker(str(exc)) from None
+
+
+def validate_name(value: object) -> str:
+    name = value.strip() if isinstance(value, str) else ""
+    if not name:
+        raise LedgerError("Give the portfolio a name.", field="name")
+    if len(name) > NAME_MAX_LENGTH:
+        raise LedgerError(
+            f"A portfolio name has at most {NAME_MAX_LENGTH} characters.", field="name"
+        )
+    if not name.isprintable():
+        raise LedgerError("A portfolio name cannot contain control characters.", field="name")
+    return name
+
+
+def _locked(portfolio: Portfolio) -> Portfolio:
+    """Re-read ``portfolio`` with its row locked until the transaction ends."""
+    return Portfolio.objects.select_for_update().get(pk=portfolio.pk)
+
+
+def _refresh(portfolio: Portfolio, locked: Portfolio) -> None:
+    for name in ("cash", "net_contributions", "realized_gain"):
+        setattr(portfolio, name, getattr(locked, name))
+
+
+# --- portfolios -------------------------------------------------------------------------------
+def portfolio_create(*, owner, name: str, opening_deposit: Decimal | None = None) -> Portfolio:
+    name = validate_name(name)
+    if opening_deposit is not None:
+        validate_amount(opening_deposit)
+    if Portfolio.objects.filter(owner=owner, name=name).exists():
+        raise LedgerError(f"You already have a portfolio named “{name}”.", field="name")
+    try:
+        with transaction.atomic():
+            portfolio = Portfolio.objects.create(owner=owner, name=name)
+            if opening_deposit is not None:
+                portfolio_deposit(portfolio=portfolio, amount=opening_deposit)
+    except IntegrityError:
+        raise LedgerError(f"You already have a portfolio named “{name}”.", field="name") from None
+    return portfolio
+
+
+def portfolio_rename(*, portfolio: Portfolio, name: str) -> Portfolio:
+    name = validate_name(name)
+    clash = Portfolio.objects.filter(owner_id=portfolio.owner_id, name=name).exclude(
+        pk=portfolio.pk
+    )
+    if clash.exists():
+        raise LedgerError(f"You already have a portfolio named “{name}”.", field="name")
+    try:
+        with transaction.atomic():
+            Portfolio.objects.filter(pk=portfolio.pk).update(name=name)
+    except IntegrityError:
+        raise LedgerError(f"You already have a portfolio named “{name}”.", field="name") from None
+    portfolio.name = name
+    return portfolio
+
+
+def portfolio_delete(*, portfolio: Portfolio) -> None:
+    portfolio.delete()
+
+
+# --- cash -------------------------------------------------------------------------------------
+def portfolio_deposit(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
+    amount = validate_amount(amount)
+    now = timezone.now()
+    with transaction.atomic():
+        # Lock: two deposits racing would each add to the balance they read and lose one.
+        locked = _locked(portfolio)
+        if locked.cash + amount > MAX_CASH:
+            raise BalanceLimitExceeded(
+                f"A balance may be at most {format_money(MAX_CASH)}; this deposit would make it "
+                f"{format_money(locked.cash + amount)}."
+            )
+        txn = Transaction.objects.create(
+            portfolio=locked, kind=Transaction.Kind.DEPOSIT, cash_change=amount, executed_at=now
+        )
+        locked.cash += amount
+        locked.net_contributions += amount
+        locked.save(update_fields=["cash", "net_contributions"])
+    _refresh(portfolio, locked)
+    return txn
+
+
+def portfolio_withdraw(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
+    amount = validate_amount(amount)
+    now = timezone.now()
+    with transaction.atomic():
+        # Lock: two withdrawals racing could each see enough cash and together overdraw it.
+        locked = _locked(portfolio)
+        if amount > locked.cash:
+            raise InsufficientFunds(available=locked.cash, required=amount)
+        txn = Transaction.objects.create(
+            portfolio=locked,
+            kind=Transaction.Kind.WITHDRAWAL,
+            cash_change=-amount,
+            executed_at=now,
+        )
+        locked.cash -= amount
+        locked.net_contributions -= amount
+        locked.save(update_fields=["cash", "net_contributions"])
+    _refresh(portfolio, locked)
+    return txn
+
+
+# --- trades -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Quote:
+    """What a trade would cost right now: shown as a preview and on the receipt."""
+
+    ticker: str
+    quantity: Decimal
+    price: PricePoint
+    total: Decimal
+
+
+def _fill_price(ticker: str, prices: MarketDataPort | None) -> PricePoint:
+    port = prices or get_price_port()
+    try:
+        return port.get_current_price(ticker)
+    except TickerNotFound:
+        raise InvalidTicker(f"{ticker} is not a ticker we know.") from None
+    except MarketDataUnavailable as exc:
+        raise PriceUnavailable(f"No price for {ticker} right now: {exc}") from None
+
+
+def trade_quote(*, ticker: str, quantity: Decimal, prices: MarketDataPort | None = None) -> Quote:
+    """Validate a trade's inputs and price it at the current price (server-side, never the
+    browser's)."""
+    ticker = validate_ticker(ticker)
+    quantity = validate_quantity(quantity)
+    point = _fill_price(ticker, prices)
+    total = to_cash(quantity * point.price)
+    if total <= 0:
+        raise InvalidQuantity(
+            f"{quantity.normalize():f} {ticker} at {format_money(point.price)} comes to "
+            "less than a cent; trade a larger quantity."
+        )
+    if total > MAX_AMOUNT:
+        raise InvalidQuantity(f"One trade may move at most {format_money(MAX_AMOUNT)}.")
+    return Quote(ticker=ticker, quantity=quantity, price=point, total=total)
+
+
+def _trade_row(
+    portfolio: Portfolio,
+    kind: str,
+    quote: Quote,
+    cash_change: Decimal,
+    now: datetime,
+    realized_gain: Decimal | None = None,
+) -> Transaction:
+    point = quote.price
+    return Transaction.objects.create(
+        portfolio=portfolio,
+        kind=kind,
+        ticker=quote.ticker,
+        quantity=quote.quantity,
+        price=point.price,
+        cash_change=cash_change,
+        realized_gain=realized_gain,
+        executed_at=now,
+        price_source=point.source,
+        price_as_of=point.as_of,
+        price_was_stale=point.is_stale,
+    )
+
+
+def portfolio_buy(
+    *, portfolio: Portfolio, ticker: str, quantity: Decimal, prices: MarketDataPort | None = None
+) -> Transaction:
+    quote = trade_quote(ticker=ticker, quantity=quantity, prices=prices)
+    now = timezone.now()
+    with transaction.atomic():
+        # Lock: two buys racing could each see enough cash and together overdraw it.
+        locked = _locked(portfolio)
+        if quote.total > locked.cash:
+            raise InsufficientFunds(available=locked.cash, required=quote.total, field="quantity")
+        txn = _trade_row(locked, Transaction.Kind.BUY, quote, -quote.total, now)
+        holding = Holding.objects.filter(portfolio=locked, ticker=quote.ticker).first()
+        if holding is None:
+            holding = Holding(portfolio=locked, ticker=quote.ticker, quantity=ZERO, cost_basis=ZERO)
+        if holding.quantity + quote.quantity > MAX_QUANTITY:
+            raise InvalidQuantity(f"A holding may be at most {MAX_QUANTITY.normalize():,f} shares.")
+        holding.quantity += quote.quantity
+        holding.cost_basis += quote.total
+        holding.save()
+        locked.cash -= quote.total
+        locked.save(update_fields=["cash"])
+    _refresh(portfolio, locked)
+    return txn
+
+
+def portfolio_sell(
+    *, portfolio: Portfolio, ticker: str, quantity: Decimal, prices: MarketDataPort | None = None
+) -> Transaction:
+    ticker = validate_ticker(ticker)
+    quantity = validate_quantity(quantity)
+    held = Holding.objects.filter(portfolio=portfolio, ticker=ticker).first()
+    if held is None or held.quantity < quantity:
+        # Checked again under the lock below; this early answer spares a price lookup.
+        raise InsufficientShares(
+            ticker=ticker, held=held.quantity if held else ZERO, requested=quantity
+        )
+    quote = trade_quote(ticker=ticker, quantity=quantity, prices=prices)
+    now = timezone.now()
+    with transaction.atomic():
+        # Lock: two sells racing could each see the shares and together oversell them.
+        locked = _locked(portfolio)
+        holding = Holding.objects.filter(portfolio=locked, ticker=ticker).first()
+        held_quantity = holding.quantity if holding else ZERO
+        if held_quantity < quantity:
+            raise InsufficientShares(ticker=ticker, held=held_quantity, requested=quantity)
+        if holding.quantity == quantity:
+            cost_sold = holding.cost_basis
+        else:
+            cost_sold = to_cash(holding.cost_basis * quantity / holding.quantity)
+        gain = quote.total - cost_sold
+        if locked.cash + quote.total > MAX_CASH:
+            raise BalanceLimitExceeded(
+                f"A balance may be at most {format_money(MAX_CASH)}.", field="quantity"
+            )
+        txn = _trade_row(locked, Transaction.Kind.SELL, quote, quote.total, now, gain)
+        if holding.quantity == quantity:
+            # A position sold to zero leaves the holdings table.
+            holding.delete()
+        else:
+            holding.quantity -= quantity
+            holding.cost_basis -= cost_sold
+            holding.save(update_fields=["quantity", "cost_basis"])
+        locked.cash += quote.total
+        locked.realized_gain += gain
+        locked.save(update_fields=["cash", "realized_gain"])
+    _refresh(portfolio, locked)
+    return txn
+
+
+# --- the ledger replayed ----------------------------------------------------------------------
+@dataclass
+class LedgerState:
+    """A portfolio's running totals as the ledger alone says they are."""
+
+    cash: Decimal = ZERO
+    net_contributions: Decimal = ZERO
+    realized_gain: Decimal = ZERO
+    holdings: dict[str, tuple[Decimal, Decimal]] | None = None  # ticker -> (quantity, cost)
+
+
+def ledger_replay(*, portfolio: Portfolio) -> LedgerState:
+    """Recompute cash, contributions, realized gain and holdings from the ledger, oldest first,
+    with the same average-cost arithmetic as the trade services."""
+    state = LedgerState(holdings={})
+    rows = portfolio.transactions.order_by("executed_at", "id").values_list(
+        "kind", "ticker", "quantity", "cash_change"
+    )
+    for kind, ticker, quantity, cash_change in rows.iterator(chunk_size=2000):
+        state.cash += cash_change
+        if kind in (Transaction.Kind.DEPOSIT, Transaction.Kind.WITHDRAWAL):
+            state.net_contributions += cash_change
+            continue
+        held, cost = state.holdings.get(ticker, (ZERO, ZERO))
+        if kind == Transaction.Kind.BUY:
+            held, cost = held + quantity, cost - cash_change
+        else:
+            sold_cost = cost if quantity == held else to_cash(cost * quantity / held)
+            state.realized_gain += cash_change - sold_cost
+            held, cost = held - quantity, cost - sold_cost
+        if held:
+            state.holdings[ticker] = (held, cost)
+        else:
+            state.holdings.pop(ticker, None)
+    return state
+
+
+def ledger_differences(*, portfolio: Portfolio) -> list[str]:
+    """Where the stored totals and holdings disagree with the replayed ledger (empty: none)."""
+    expected = ledger_replay(portfolio=portfolio)
+    stored = {h.ticker: (h.quantity, h.cost_basis) for h in portfolio.holdings.all()}
+    problems = [
+        f"{name}: stored {getattr(portfolio, name)}, ledger says {getattr(expected, name)}"
+        for name in ("cash", "net_contributions", "realized_gain")
+        if getattr(portfolio, name) != getattr(expected, name)
+    ]
+    for ticker in sorted(set(stored) | set(expected.holdings)):
+        if stored.get(ticker) != expected.holdings.get(ticker):
+            problems.append(
+                f"holding {ticker}: stored (quantity, cost) {stored.get(ticker)}, "
+                f"ledger says {expected.holdings.get(ticker)}"
+            )
+    return problems
+
+
+def ledger_repair(*, portfolio: Portfolio) -> None:
+    """Rewrite the running totals and holdings from the ledger."""
+    with transaction.atomic():
+        locked = _locked(portfolio)
+        expected = ledger_replay(portfolio=locked)
+        locked.cash = expected.cash
+        locked.net_contributions = expected.net_contributions
+        locked.realized_gain = expected.realized_gain
+        locked.save(update_fields=["cash", "net_contributions", "realized_gain"])
+        locked.holdings.all().delete()
+        Holding.objects.bulk_create(
+            Holding(portfolio=locked, ticker=t, quantity=q, cost_basis=c)
+            for t, (q, c) in expected.holdings.items()
+        )
+    _refresh(portfolio, locked)
