@@ -94,6 +94,7 @@ DATABASES = {
 }
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(exist_ok=True)
     # WAL lets the web server, the worker and beat read while one of them writes; the
     # immediate transaction mode takes the write lock up front so concurrent writers queue
     # instead of failing with "database is locked".
@@ -143,6 +144,7 @@ else:
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = str(VAR_DIR / "broker")
+    (VAR_DIR / "broker").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": _broker_dir,
         "data_folder_out": _broker_dir,

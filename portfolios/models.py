@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from marketdata.port import Source
 from portfolios.money import (
     CASH_MAX_DIGITS,
     CASH_PLACES,
@@ -153,6 +154,10 @@ class Transaction(models.Model):
     @property
     def total(self) -> Decimal:
         return abs(self.cash_change)
+
+    @property
+    def price_source_label(self) -> str:
+        return Source.LABELS.get(self.price_source, self.price_source)
 
 
 class Holding(models.Model):

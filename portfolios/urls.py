@@ -1,1 +1,23 @@
-urlpatterns = []
+from django.urls import path
+
+from portfolios import views
+
+urlpatterns = [
+    # /accounts/
+    path("accounts/signup/", views.signup, name="signup"),
+    # /
+    path("", views.dashboard, name="dashboard"),
+    # /portfolios/
+    path("portfolios/", views.portfolio_create, name="portfolio_create"),
+    path("portfolios/<int:pk>/", views.portfolio_detail, name="portfolio_detail"),
+    path("portfolios/<int:pk>/live/", views.portfolio_live, name="portfolio_live"),
+    path("portfolios/<int:pk>/trade/", views.portfolio_trade, name="portfolio_trade"),
+    path("portfolios/<int:pk>/trade/preview/", views.trade_preview, name="trade_preview"),
+    path("portfolios/<int:pk>/deposit/", views.portfolio_deposit, name="portfolio_deposit"),
+    path("portfolios/<int:pk>/withdraw/", views.portfolio_withdraw, name="portfolio_withdraw"),
+    path("portfolios/<int:pk>/rename/", views.portfolio_rename, name="portfolio_rename"),
+    path("portfolios/<int:pk>/delete/", views.portfolio_delete, name="portfolio_delete"),
+    # /stocks/
+    path("stocks/", views.stock_search, name="stock_search"),
+    path("stocks/<str:ticker>/", views.stock_detail, name="stock_detail"),
+]

@@ -1,0 +1,109 @@
+"""Forms check the shape of input; the services check the rules (and are the only writers)."""
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+
+from marketdata.tickers import TICKER_MAX_LENGTH
+from portfolios.money import CASH_PLACES, QUANTITY_PLACES, parse_decimal
+from portfolios.services import NAME_MAX_LENGTH
+
+
+class PlainDecimalField(forms.CharField):
+    """A positive decimal typed as digits and one optional point: no signs, exponents,
+    separators, NaN or Infinity, and at most ``places`` decimals."""
+
+    def __init__(self, *, places: int, noun: str, example: str, **kwargs) -> None:
+        self.places = places
+        self.noun = noun
+        self.example = example
+        super().__init__(**kwargs)
+
+    MAX_LENGTH = 32
+
+    def widget_attrs(self, widget):
+        attrs = super().widget_attrs(widget)
+        attrs.update(
+            {
+                "inputmode": "decimal",
+                "autocomplete": "off",
+                "placeholder": self.example,
+                "maxlength": str(self.MAX_LENGTH),
+            }
+        )
+        return attrs
+
+    def to_python(self, value) -> Decimal | None:
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        if len(text) > self.MAX_LENGTH:
+            raise forms.ValidationError(
+                f"The {self.noun} is too long to be a number we accept.", code="max_length"
+            )
+        number = parse_decimal(text)
+        if number is None:
+            raise forms.ValidationError(
+                f"Enter the {self.noun} as a plain number like {self.example}: digits and at "
+                "most one decimal point, no commas, signs or exponents.",
+                code="invalid",
+            )
+        exponent = number.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > self.places:
+            raise forms.ValidationError(
+                f"The {self.noun} may have at most {self.places} decimal places.", code="places"
+            )
+        if number <= 0:
+            raise forms.ValidationError(
+                f"The {self.noun} must be greater than zero.", code="min_value"
+            )
+        return number
+
+
+def amount_field(**kwargs) -> PlainDecimalField:
+    return PlainDecimalField(places=CASH_PLACES, noun="amount", example="1000.00", **kwargs)
+
+
+def quantity_field(**kwargs) -> PlainDecimalField:
+    return PlainDecimalField(places=QUANTITY_PLACES, noun="quantity", example="10", **kwargs)
+
+
+class SignupForm(UserCreationForm):
+    pass
+
+
+class PortfolioCreateForm(forms.Form):
+    name = forms.CharField(max_length=NAME_MAX_LENGTH, strip=True)
+    opening_deposit = amount_field(required=False, label="Opening deposit (optional)")
+
+
+class PortfolioRenameForm(forms.Form):
+    name = forms.CharField(max_length=NAME_MAX_LENGTH, strip=True, label="New name")
+
+
+class CashForm(forms.Form):
+    amount = amount_field(label="Amount ($)")
+
+
+class TradeForm(forms.Form):
+    SIDES = [("BUY", "Buy"), ("SELL", "Sell")]
+
+    side = forms.ChoiceField(choices=SIDES, initial="BUY")
+    ticker = forms.CharField(
+        max_length=TICKER_MAX_LENGTH,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "autocapitalize": "characters", "placeholder": "AAPL"}
+        ),
+        error_messages={"max_length": f"A ticker has at most {TICKER_MAX_LENGTH} characters."},
+    )
+    quantity = quantity_field(label="Quantity (shares)")
+
+
+class PreviewForm(TradeForm):
+    """The trade form as typed so far; nothing is required."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for f in self.fields.values():
+            f.required = False

@@ -1,0 +1,132 @@
+"""Reads that shape whole pages. Each asks the price port once, with every ticker on the page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.core.paginator import Page, Paginator
+from django.utils import timezone
+
+from marketdata.port import MarketDataError, MarketDataPort, PricePoint, get_price_port
+from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.money import to_cash
+
+ZERO = Decimal("0")
+HUNDRED = Decimal("100")
+
+
+def _percent(part: Decimal, whole: Decimal) -> Decimal | None:
+    return (part / whole * HUNDRED).quantize(Decimal("0.01")) if whole else None
+
+
+@dataclass
+class HoldingRow:
+    ticker: str
+    quantity: Decimal
+    cost_basis: Decimal
+    average_cost: Decimal
+    price: PricePoint | None
+    price_error: str = ""
+    market_value: Decimal = ZERO
+    unrealized_gain: Decimal | None = None
+    unrealized_gain_pct: Decimal | None = None
+    day_change: Decimal | None = None
+    day_change_pct: Decimal | None = None
+    weight_pct: Decimal | None = None
+
+
+@dataclass
+class PortfolioSummary:
+    portfolio: Portfolio
+    holdings: list[HoldingRow] = field(default_factory=list)
+    holdings_value: Decimal = ZERO
+    total_value: Decimal = ZERO
+    total_gain: Decimal = ZERO
+    total_gain_pct: Decimal | None = None
+    day_change: Decimal = ZERO
+    unrealized_gain: Decimal = ZERO
+    any_stale: bool = False
+    any_missing: bool = False
+    priced_at: object = None
+
+    @property
+    def cash(self) -> Decimal:
+        return self.portfolio.cash
+
+
+def _row(holding: Holding, price: PricePoint | MarketDataError | None) -> HoldingRow:
+    row = HoldingRow(
+        ticker=holding.ticker,
+        quantity=holding.quantity,
+        cost_basis=holding.cost_basis,
+        average_cost=holding.average_cost,
+        price=price if isinstance(price, PricePoint) else None,
+    )
+    if row.price is None:
+        # No price to be had: value the position at cost so totals stay meaningful, and say so.
+        row.price_error = str(price) if price else "No price available."
+        row.market_value = holding.cost_basis
+        return row
+    row.market_value = to_cash(holding.quantity * row.price.price)
+    row.unrealized_gain = row.market_value - holding.cost_basis
+    row.unrealized_gain_pct = _percent(row.unrealized_gain, holding.cost_basis)
+    if row.price.previous_close:
+        change = row.price.price - row.price.previous_close
+        row.day_change = to_cash(holding.quantity * change)
+        row.day_change_pct = _percent(change, row.price.previous_close)
+    return row
+
+
+def _summarize(
+    portfolio: Portfolio,
+    holdings: Sequence[Holding],
+    prices: dict[str, PricePoint | MarketDataError],
+    now,
+) -> PortfolioSummary:
+    summary = PortfolioSummary(portfolio=portfolio, priced_at=now)
+    summary.holdings = [_row(h, prices.get(h.ticker)) for h in holdings]
+    summary.holdings_value = sum((r.market_value for r in summary.holdings), ZERO)
+    summary.total_value = portfolio.cash + summary.holdings_value
+    for r in summary.holdings:
+        r.weight_pct = _percent(r.market_value, summary.total_value)
+        summary.any_stale |= bool(r.price and r.price.is_stale)
+        summary.any_missing |= r.price is None
+        summary.day_change += r.day_change or ZERO
+        summary.unrealized_gain += r.unrealized_gain or ZERO
+    # Deposits are not gains: the gain is what the portfolio is worth beyond what was put in.
+    summary.total_gain = summary.total_value - portfolio.net_contributions
+    summary.total_gain_pct = _percent(summary.total_gain, portfolio.net_contributions)
+    return summary
+
+
+def portfolio_summaries(
+    portfolios: Sequence[Portfolio], *, prices: MarketDataPort | None = None
+) -> list[PortfolioSummary]:
+    """Value every portfolio in ``portfolios``: one holdings query, one price-port call."""
+    portfolios = list(portfolios)
+    holdings = list(Holding.objects.filter(portfolio__in=portfolios).order_by("ticker"))
+    port = prices or get_price_port()
+    quotes = port.get_current_prices(sorted({h.ticker for h in holdings}))
+    by_portfolio: dict[int, list[Holding]] = {}
+    for h in holdings:
+        by_portfolio.setdefault(h.portfolio_id, []).append(h)
+    now = timezone.now()
+    return [_summarize(p, by_portfolio.get(p.pk, []), quotes, now) for p in portfolios]
+
+
+def portfolio_summary(
+    portfolio: Portfolio, *, prices: MarketDataPort | None = None
+) -> PortfolioSummary:
+    return portfolio_summaries([portfolio], prices=prices)[0]
+
+
+def transactions_page(
+    portfolio: Portfolio, *, kind: str = "", page: object = 1, per_page: int = 25
+) -> Page:
+    """One page of the ledger, newest first, optionally of one kind."""
+    rows = Transaction.objects.filter(portfolio=portfolio)
+    if kind in Transaction.Kind.values:
+        rows = rows.filter(kind=kind)
+    return Paginator(rows, per_page).get_page(page)

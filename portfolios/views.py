@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from marketdata.port import MarketDataError, TickerNotFound, get_price_port
+from marketdata.tickers import InvalidTicker, normalize_ticker
+from portfolios import services
+from portfolios.exceptions import LedgerError
+from portfolios.forms import (
+    CashForm,
+    PortfolioCreateForm,
+    PortfolioRenameForm,
+    PreviewForm,
+    SignupForm,
+    TradeForm,
+)
+from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.selectors import portfolio_summaries, portfolio_summary, transactions_page
+
+INVALID = 422  # a form re-rendered with its errors
+
+
+def portfolio_get_for_user(request: HttpRequest, pk: int) -> Portfolio:
+    """The request user's portfolio ``pk``; anyone else's answers 404, as a missing one does."""
+    return get_object_or_404(Portfolio.objects.for_user(request.user), pk=pk)
+
+
+def _add_error(form, exc: LedgerError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+# --- accounts ---------------------------------------------------------------------------------
+@login_not_required
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        messages.success(request, f"Welcome, {user.username}. Create a portfolio to start.")
+        return redirect("dashboard")
+    status = INVALID if form.errors else 200
+    return render(request, "registration/signup.html", {"form": form}, status=status)
+
+
+# --- dashboard --------------------------------------------------------------------------------
+def _dashboard(request: HttpRequest, form: PortfolioCreateForm, status: int = 200) -> HttpResponse:
+    portfolios = list(Portfolio.objects.for_user(request.user))
+    context = {"summaries": portfolio_summaries(portfolios), "form": form}
+    return render(request, "portfolios/dashboard.html", context, status=status)
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return _dashboard(request, PortfolioCreateForm())
+
+
+@require_POST
+def portfolio_create(request: HttpRequest) -> HttpResponse:
+    form = PortfolioCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            portfolio = services.portfolio_create(
+                owner=request.user,
+                name=form.cleaned_data["name"],
+                opening_deposit=form.cleaned_data["opening_deposit"],
+            )
+        except LedgerError as exc:
+            _add_error(form, exc)
+        else:
+            messages.success(request, f"Portfolio “{portfolio.name}” created.")
+            return redirect(portfolio)
+    return _dashboard(request, form, status=INVALID)
+
+
+# --- one portfolio ----------------------------------------------------------------------------
+def _detail_context(request: HttpRequest, portfolio: Portfolio, **forms) -> dict:
+    kind = request.GET.get("kind", "")
+    per_page = settings.PAPERTRADE.ui.transactions_per_page
+    trade_form = forms.get("trade_form") or TradeForm(initial=_trade_initial(request))
+    return {
+        "portfolio": portfolio,
+        "summary": portfolio_summary(portfolio),
+        "trade_form": trade_form,
+        "deposit_form": forms.get("deposit_form") or CashForm(prefix="deposit"),
+        "withdraw_form": forms.get("withdraw_form") or CashForm(prefix="withdraw"),
+        "rename_form": forms.get("rename_form")
+        or PortfolioRenameForm(initial={"name": portfolio.name}),
+        "transactions": transactions_page(
+            portfolio, kind=kind, page=request.GET.get("page", 1), per_page=per_page
+        ),
+        "kind": kind if kind in Transaction.Kind.values else "",
+        "kinds": Transaction.Kind.choices,
+        "poll_seconds": settings.PAPERTRADE.ui.poll_interval_seconds,
+        "receipt": forms.get("receipt"),
+    }
+
+
+def _trade_initial(request: HttpRequest) -> dict:
+    initial = {}
+    side = request.GET.get("side", "").upper()
+    if side in ("BUY", "SELL"):
+        initial["side"] = side
+    with contextlib.suppress(InvalidTicker):
+        initial["ticker"] = normalize_ticker(request.GET.get("ticker", ""))
+    return initial
+
+
+def _render_detail(
+    request: HttpRequest, portfolio: Portfolio, *, partial: str = "", status: int = 200, **forms
+) -> HttpResponse:
+    template = "portfolios/portfolio_detail.html"
+    if partial:
+        template += f"#{partial}"
+    return render(request, template, _detail_context(request, portfolio, **forms), status=status)
+
+
+@require_GET
+def portfolio_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    portfolio = portfolio_get_for_user(request, pk)
+    partial = ""
+    if request.htmx and request.htmx.target == "transactions":
+        partial = "transactions"
+    return _render_detail(request, portfolio, partial=partial)
+
+
+@require_GET
+def portfolio_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """The holdings and totals alone, for polling: reads prices from the tiers, no writes."""
+    portfolio = portfolio_get_for_user(request, pk)
+    context = {
+        "portfolio": portfolio,
+        "summary": portfolio_summary(portfolio),
+        "poll_seconds": settings.PAPERTRADE.ui.poll_interval_seconds,
+    }
+    return render(request, "portfolios/portfolio_detail.html#live", context)
+
+
+@require_POST
+def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
+    portfolio = portfolio_get_for_user(request, pk)
+    form = TradeForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        write = services.portfolio_buy if data["side"] == "BUY" else services.portfolio_sell
+        try:
+            txn = write(portfolio=portfolio, ticker=data["ticker"], quantity=data["quantity"])
+        except LedgerError as exc:
+            _add_error(form, exc)
+        else:
+            if request.htmx:
+                return _render_detail(request, portfolio, partial="trade-result", receipt=txn)
+            messages.success(request, _receipt_text(txn))
+            return redirect(portfolio)
+    partial = "trade-panel" if request.htmx else ""
+    return _render_detail(request, portfolio, partial=partial, status=INVALID, trade_form=form)
+
+
+def _receipt_text(txn: Transaction) -> str:
+    verb = "Bought" if txn.kind == Transaction.Kind.BUY else "Sold"
+    as_of = timezone.localtime(txn.price_as_of).strftime("%Y-%m-%d %H:%M %Z")
+    stale = " (stale price)" if txn.price_was_stale else ""
+    return (
+        f"{verb} {txn.quantity.normalize():f} {txn.ticker} at ${txn.price:,.4f} "
+        f"(as of {as_of}, {txn.price_source_label}){stale}: total ${txn.total:,.2f}."
+    )
+
+
+@require_GET
+def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    """Price preview and estimated total for the trade form as typed; writes nothing."""
+    portfolio = portfolio_get_for_user(request, pk)
+    form = PreviewForm(request.GET)
+    context: dict = {"portfolio": portfolio}
+    if form.is_valid() and form.cleaned_data.get("ticker"):
+        data = form.cleaned_data
+        try:
+            ticker = services.validate_ticker(data["ticker"])
+            context["ticker"] = ticker
+            context["owned"] = (
+                Holding.objects.filter(portfolio=portfolio, ticker=ticker)
+                .values_list("quantity", flat=True)
+                .first()
+            )
+            if data.get("quantity"):
+                context["quote"] = services.trade_quote(ticker=ticker, quantity=data["quantity"])
+            else:
+                context["price"] = get_price_port().get_current_price(ticker)
+        except (LedgerError, MarketDataError) as exc:
+            context["error"] = getattr(exc, "message", str(exc))
+    return render(request, "portfolios/partials/_trade_preview.html", context)
+
+
+def _cash_action(request: HttpRequest, pk: int, *, prefix: str, write, verb: str) -> HttpResponse:
+    portfolio = portfolio_get_for_user(request, pk)
+    form = CashForm(request.POST, prefix=prefix)
+    if form.is_valid():
+        try:
+            txn = write(portfolio=portfolio, amount=form.cleaned_data["amount"])
+        except LedgerError as exc:
+            _add_error(form, exc)
+        else:
+            messages.success(request, f"{verb} ${txn.total:,.2f}.")
+            if request.htmx:
+                return HttpResponseClientRedirect(portfolio.get_absolute_url())
+            return redirect(portfolio)
+    return _render_detail(request, portfolio, status=INVALID, **{f"{prefix}_form": form})
+
+
+@require_POST
+def portfolio_deposit(request: HttpRequest, pk: int) -> HttpResponse:
+    return _cash_action(
+        request, pk, prefix="deposit", write=services.portfolio_deposit, verb="Deposited"
+    )
+
+
+@require_POST
+def portfolio_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
+    return _cash_action(
+        request, pk, prefix="withdraw", write=services.portfolio_withdraw, verb="Withdrew"
+    )
+
+
+@require_POST
+def portfolio_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    portfolio = portfolio_get_for_user(request, pk)
+    form = PortfolioRenameForm(request.POST)
+    if form.is_valid():
+        try:
+            services.portfolio_rename(portfolio=portfolio, name=form.cleaned_data["name"])
+        except LedgerError as exc:
+            _add_error(form, exc)
+        else:
+            messages.success(request, f"Renamed to “{portfolio.name}”.")
+            return redirect(portfolio)
+    portfolio.refresh_from_db()
+    return _render_detail(request, portfolio, status=INVALID, rename_form=form)
+
+
+@require_http_methods(["GET", "POST"])
+def portfolio_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    portfolio = portfolio_get_for_user(request, pk)
+    if request.method == "POST":
+        if request.POST.get("confirm") == portfolio.name:
+            name = portfolio.name
+            services.portfolio_delete(portfolio=portfolio)
+            messages.success(request, f"Portfolio “{name}” deleted.")
+            return redirect("dashboard")
+        error = "Type the portfolio's name exactly to confirm."
+        return render(
+            request,
+            "portfolios/portfolio_confirm_delete.html",
+            {"portfolio": portfolio, "error": error},
+            status=INVALID,
+        )
+    return render(request, "portfolios/portfolio_confirm_delete.html", {"portfolio": portfolio})
+
+
+# --- stocks -----------------------------------------------------------------------------------
+@require_GET
+def stock_search(request: HttpRequest) -> HttpResponse:
+    """The header's search box: go to the stock page of a well-formed ticker."""
+    query = request.GET.get("q", "")
+    try:
+        ticker = normalize_ticker(query)
+    except InvalidTicker as exc:
+        messages.error(request, str(exc))
+        return redirect(request.headers.get("referer") or reverse("dashboard"))
+    return redirect("stock_detail", ticker=ticker)
+
+
+@require_GET
+def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
+    try:
+        symbol = normalize_ticker(ticker)
+    except InvalidTicker:
+        raise Http404("No such ticker.") from None
+    if symbol != ticker:
+        return redirect("stock_detail", ticker=symbol)
+    port = get_price_port()
+    try:
+        point = port.get_current_price(symbol)
+    except TickerNotFound:
+        raise Http404(f"No prices are known for {symbol}.") from None
+    except MarketDataError as exc:
+        point, error = None, str(exc)
+    else:
+        error = ""
+    chart = ""
+    if point is not None:
+        from portfolios.charts import price_chart
+
+        start = point.session_date - timedelta(days=366)
+        history = port.get_price_history(symbol, start, point.session_date)
+        chart = price_chart(symbol, history)
+    portfolios = Portfolio.objects.for_user(request.user).only("id", "name")
+    context = {
+        "ticker": symbol,
+        "point": point,
+        "error": error,
+        "chart": chart,
+        "portfolios": portfolios,
+        "change": (point.price - point.previous_close) if point and point.previous_close else None,
+        "change_pct": ((point.price - point.previous_close) / point.previous_close * 100).quantize(
+            Decimal("0.01")
+        )
+        if point and point.previous_close
+        else None,
+    }
+    return render(request, "portfolios/stock_detail.html", context)
