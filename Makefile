@@ -1,0 +1,55 @@
+# PaperTrade: `make run` starts everything on embedded defaults; `make test` runs every test.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
+
+.PHONY: run install setup test lint format check ci clean
+
+$(STAMP): requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "PaperTrade needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+# Migrate, collect static files and load the bundled demo prices (idempotent: a rerun changes nothing).
+setup: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py import_prices --from-file data/prices/*.csv
+
+# Web (gunicorn), Celery worker and beat together; Ctrl-C stops all three.
+run: setup
+	@echo
+	@echo "  PaperTrade is starting at http://127.0.0.1:8000"
+	@echo "  Log in: open http://127.0.0.1:8000/accounts/signup/ and create an account (any name and"
+	@echo "  password), or make an admin with: $(PY) manage.py createsuperuser"
+	@echo "  Stop everything with Ctrl-C."
+	@echo
+	$(VENV)/bin/honcho start -f Procfile
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check: install
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,254 @@
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from marketdata.tests.factories import store_bars
+from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.services import portfolio_buy, portfolio_deposit
+
+pytestmark = pytest.mark.django_db
+
+
+def _url(portfolio, suffix=""):
+    return f"/portfolios/{portfolio.pk}/{suffix}"
+
+
+# --- dashboard and creation -------------------------------------------------------------------
+def test_creating_a_portfolio_with_an_opening_deposit(auth_client, user):
+    response = auth_client.post("/portfolios/", {"name": "Growth", "opening_deposit": "2500.50"})
+    created = Portfolio.objects.get(owner=user, name="Growth")
+    assert response.status_code == 302
+    assert response["Location"] == f"/portfolios/{created.pk}/"
+    assert created.cash == Decimal("2500.50")
+    assert created.transactions.get().kind == Transaction.Kind.DEPOSIT
+
+
+@pytest.mark.parametrize(
+    ("deposit", "message"),
+    [
+        ("1e3", "plain number"),
+        ("1,000", "plain number"),
+        ("-5", "plain number"),
+        ("NaN", "plain number"),
+        ("10.001", "at most 2 decimal places"),
+        ("0", "greater than zero"),
+        ("2000000000", "at most 1,000,000,000"),
+    ],
+)
+def test_a_bad_opening_deposit_creates_nothing(auth_client, user, deposit, message):
+    response = auth_client.post("/portfolios/", {"name": "Growth", "opening_deposit": deposit})
+    assert response.status_code == 422
+    assert message in response.content.decode()
+    assert not Portfolio.objects.filter(owner=user).exists()
+
+
+def test_a_duplicate_name_is_refused(auth_client, portfolio):
+    response = auth_client.post("/portfolios/", {"name": "Main"})
+    assert response.status_code == 422
+    assert "already have a portfolio named" in response.content.decode()
+    assert Portfolio.objects.filter(owner=portfolio.owner).count() == 1
+
+
+def test_the_dashboard_shows_each_portfolio_at_market_value(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("10"))
+    body = auth_client.get("/").content.decode()
+    # $8,136.00 cash + 10 × $186.40
+    assert "$10,000.00" in body
+    assert "$8,136.00" in body
+    assert "$1,864.00" in body
+
+
+def test_every_page_says_the_prices_are_demo_data(auth_client, aapl):
+    body = auth_client.get("/").content.decode()
+    assert "Demo data, as of Fri 10 Nov 2023 close" in body
+
+
+# --- the portfolio page -----------------------------------------------------------------------
+def test_the_portfolio_page_shows_holdings_with_as_of_and_source(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("10"))
+    body = auth_client.get(_url(portfolio)).content.decode()
+    assert 'data-ticker="AAPL"' in body
+    assert "2023-11-10 16:00 EST" in body  # the close, in New York time
+    assert "Imported" in body
+    assert "stale" in body
+    # Day change: 10 × (186.40 − 182.41) = $39.90, +2.19%
+    assert "$39.90" in body
+    assert "+2.19%" in body
+    assert "Updated" in body
+
+
+def test_a_buy_without_javascript_redirects_with_a_receipt(auth_client, portfolio, aapl):
+    response = auth_client.post(
+        _url(portfolio, "trade/"), {"side": "BUY", "ticker": "aapl", "quantity": "2.5"}, follow=True
+    )
+    body = response.content.decode()
+    assert response.redirect_chain[-1] == (_url(portfolio), 302)
+    assert "Bought 2.5 AAPL at $186.4000" in body
+    assert "total $466.00" in body
+    holding = Holding.objects.get(portfolio=portfolio)
+    assert (holding.ticker, holding.quantity) == ("AAPL", Decimal("2.5"))
+
+
+def test_a_buy_through_htmx_re_renders_the_panel_and_holdings(auth_client, portfolio, aapl):
+    response = auth_client.post(
+        _url(portfolio, "trade/"),
+        {"side": "BUY", "ticker": "AAPL", "quantity": "10"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="trade-panel",
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in body
+    assert 'id="receipt"' in body and "Bought 10 AAPL" in body
+    assert 'id="live"' in body and 'hx-swap-oob="true"' in body
+    assert "$8,136.00" in body
+
+
+def test_a_buy_over_cash_is_refused_beside_the_field(auth_client, portfolio, aapl):
+    response = auth_client.post(
+        _url(portfolio, "trade/"),
+        {"side": "BUY", "ticker": "AAPL", "quantity": "100"},
+        HTTP_HX_REQUEST="true",
+    )
+    body = response.content.decode()
+    assert response.status_code == 422
+    assert "Not enough cash: $10,000.00 available, $18,640.00 required, $8,640.00 short." in body
+    assert 'id="id_quantity_error"' in body
+    portfolio.refresh_from_db()
+    assert portfolio.cash == Decimal("10000.00")
+    assert not portfolio.transactions.trades().exists()
+
+
+def test_a_price_sent_by_the_browser_is_ignored(auth_client, portfolio, aapl):
+    auth_client.post(
+        _url(portfolio, "trade/"),
+        {"side": "BUY", "ticker": "AAPL", "quantity": "1", "price": "0.01"},
+    )
+    assert portfolio.transactions.trades().get().price == Decimal("186.4000")
+
+
+def test_an_unknown_ticker_is_refused(auth_client, portfolio, aapl):
+    response = auth_client.post(
+        _url(portfolio, "trade/"), {"side": "BUY", "ticker": "ZZZZ", "quantity": "1"}
+    )
+    assert response.status_code == 422
+    assert "ZZZZ is not a ticker we know." in response.content.decode()
+    assert not portfolio.transactions.trades().exists()
+
+
+def test_selling_more_than_held_is_refused(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("2"))
+    response = auth_client.post(
+        _url(portfolio, "trade/"), {"side": "SELL", "ticker": "AAPL", "quantity": "3"}
+    )
+    assert response.status_code == 422
+    assert "Not enough AAPL shares: 2 held, 3 to sell, 1 short." in response.content.decode()
+    assert Holding.objects.get(portfolio=portfolio).quantity == Decimal("2")
+
+
+def test_selling_everything_removes_the_holding(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("2"))
+    auth_client.post(_url(portfolio, "trade/"), {"side": "SELL", "ticker": "AAPL", "quantity": "2"})
+    assert not Holding.objects.filter(portfolio=portfolio).exists()
+    assert 'data-ticker="AAPL"' not in auth_client.get(_url(portfolio)).content.decode()
+
+
+def test_the_preview_prices_the_order_and_shows_what_is_owned(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("3"))
+    body = auth_client.get(
+        _url(portfolio, "trade/preview/"), {"side": "SELL", "ticker": "aapl", "quantity": "2"}
+    ).content.decode()
+    assert "Estimated total: <strong>$372.80</strong>" in body
+    assert "You own 3 AAPL." in body
+    assert Transaction.objects.filter(portfolio=portfolio).count() == 2  # deposit + buy only
+
+
+def test_deposit_and_withdraw(auth_client, portfolio):
+    auth_client.post(_url(portfolio, "deposit/"), {"deposit-amount": "500.25"})
+    auth_client.post(_url(portfolio, "withdraw/"), {"withdraw-amount": "100"})
+    portfolio.refresh_from_db()
+    assert portfolio.cash == Decimal("10400.25")
+
+
+def test_a_withdrawal_over_cash_says_what_is_available(auth_client, portfolio):
+    response = auth_client.post(_url(portfolio, "withdraw/"), {"withdraw-amount": "10000.01"})
+    assert response.status_code == 422
+    assert (
+        "Not enough cash: $10,000.00 available, $10,000.01 required, $0.01 short."
+        in response.content.decode()
+    )
+    portfolio.refresh_from_db()
+    assert portfolio.cash == Decimal("10000.00")
+
+
+def test_renaming(auth_client, portfolio):
+    auth_client.post(_url(portfolio, "rename/"), {"name": "Retirement"})
+    portfolio.refresh_from_db()
+    assert portfolio.name == "Retirement"
+
+
+def test_deleting_needs_the_name_typed_to_confirm(auth_client, portfolio):
+    response = auth_client.post(_url(portfolio, "delete/"), {"confirm": "main"})
+    assert response.status_code == 422
+    assert Portfolio.objects.filter(pk=portfolio.pk).exists()
+    response = auth_client.post(_url(portfolio, "delete/"), {"confirm": "Main"})
+    assert response.status_code == 302
+    assert not Portfolio.objects.filter(pk=portfolio.pk).exists()
+
+
+def test_the_history_is_paginated_and_filtered_by_type(auth_client, portfolio, settings):
+    for _ in range(30):
+        portfolio_deposit(portfolio=portfolio, amount=Decimal("1"))
+    body = auth_client.get(_url(portfolio)).content.decode()
+    assert "Page 1 of 2" in body
+    page2 = auth_client.get(_url(portfolio), {"page": 2}).content.decode()
+    assert "Page 2 of 2" in page2
+    withdrawals = auth_client.get(_url(portfolio), {"kind": "WITHDRAWAL"}).content.decode()
+    assert "No transactions of this type yet." in withdrawals
+    fragment = auth_client.get(
+        _url(portfolio), {"kind": "DEPOSIT"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="transactions"
+    ).content.decode()
+    assert fragment.lstrip().startswith('<section id="transactions"')
+
+
+def test_the_live_fragment_polls_without_writing(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("1"))
+    count = Transaction.objects.count()
+    body = auth_client.get(_url(portfolio, "live/")).content.decode()
+    assert body.lstrip().startswith('<section id="live"')
+    assert "every 30s [document.visibilityState === 'visible']" in body
+    assert Transaction.objects.count() == count
+
+
+def test_the_page_query_count_does_not_grow_with_holdings(
+    auth_client, portfolio, django_assert_max_num_queries
+):
+    tickers = [f"T{i}" for i in range(50)]
+    for t in tickers:
+        store_bars(t, [(date(2023, 11, 9), "10.0000"), (date(2023, 11, 10), "11.0000")])
+        portfolio_buy(portfolio=portfolio, ticker=t, quantity=Decimal("1"))
+    auth_client.get(_url(portfolio))  # warm the cache
+    with django_assert_max_num_queries(10):
+        response = auth_client.get(_url(portfolio))
+    assert response.content.decode().count("data-ticker=") == 50
+
+
+# --- stocks -----------------------------------------------------------------------------------
+def test_the_stock_page_charts_history_from_our_own_plotly(auth_client, aapl):
+    body = auth_client.get("/stocks/AAPL/").content.decode()
+    assert "/static/vendor/plotly.min.js" in body
+    assert "cdn" not in body.lower()
+    assert "Plotly.newPlot" in body
+    assert "not adjusted for splits" in body
+    assert "$186.40" in body
+
+
+def test_the_stock_page_of_an_unknown_ticker_is_404(auth_client, aapl):
+    assert auth_client.get("/stocks/ZZZZ/").status_code == 404
+    assert auth_client.get("/stocks/%3Cscript%3E/").status_code == 404
+
+
+def test_the_header_search_opens_the_stock_page(auth_client, aapl):
+    response = auth_client.get("/stocks/", {"q": " aapl "})
+    assert response["Location"] == "/stocks/AAPL/"
