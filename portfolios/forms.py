@@ -85,6 +85,10 @@ class PortfolioRenameForm(forms.Form):
 class CashForm(forms.Form):
     amount = amount_field(label="Amount ($)")
 
+    def __init__(self, *args, label: str = "Amount ($)", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].label = label
+
 
 class TradeForm(forms.Form):
     SIDES = [("BUY", "Buy"), ("SELL", "Sell")]

@@ -97,8 +97,8 @@ def _detail_context(request: HttpRequest, portfolio: Portfolio, **forms) -> dict
         "portfolio": portfolio,
         "summary": portfolio_summary(portfolio),
         "trade_form": trade_form,
-        "deposit_form": forms.get("deposit_form") or CashForm(prefix="deposit"),
-        "withdraw_form": forms.get("withdraw_form") or CashForm(prefix="withdraw"),
+        "deposit_form": forms.get("deposit_form") or _cash_form("deposit"),
+        "withdraw_form": forms.get("withdraw_form") or _cash_form("withdraw"),
         "rename_form": forms.get("rename_form")
         or PortfolioRenameForm(initial={"name": portfolio.name}),
         "transactions": transactions_page(
@@ -109,6 +109,13 @@ def _detail_context(request: HttpRequest, portfolio: Portfolio, **forms) -> dict
         "poll_seconds": settings.PAPERTRADE.ui.poll_interval_seconds,
         "receipt": forms.get("receipt"),
     }
+
+
+CASH_LABELS = {"deposit": "Deposit amount ($)", "withdraw": "Withdrawal amount ($)"}
+
+
+def _cash_form(prefix: str, data=None) -> CashForm:
+    return CashForm(data, prefix=prefix, label=CASH_LABELS[prefix])
 
 
 def _trade_initial(request: HttpRequest) -> dict:
@@ -208,7 +215,7 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _cash_action(request: HttpRequest, pk: int, *, prefix: str, write, verb: str) -> HttpResponse:
     portfolio = portfolio_get_for_user(request, pk)
-    form = CashForm(request.POST, prefix=prefix)
+    form = _cash_form(prefix, request.POST)
     if form.is_valid():
         try:
             txn = write(portfolio=portfolio, amount=form.cleaned_data["amount"])

@@ -1,0 +1,104 @@
+"""A real headless Chromium (Debian's, never a downloaded one) driven by Playwright's sync API.
+
+Where Chromium or Playwright is missing the browser tests skip, except in CI
+(PAPERTRADE_REQUIRE_SERVICES=1), where they fail and say what is missing.
+"""
+
+import os
+from datetime import date
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("PAPERTRADE_REQUIRE_SERVICES") == "1"
+
+# Playwright's sync API runs an event loop in the test's thread; Django then refuses ORM calls
+# from that thread ("SynchronousOnlyOperation") unless told the calls are safe, as they are here.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+TIMEOUT_MS = 10_000
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"PAPERTRADE_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the session."""
+    if not os.access(CHROMIUM, os.X_OK):
+        _unavailable(f"no Chromium at {CHROMIUM}: install it with `apt-get install chromium`")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright is not installed: pip install playwright")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_problems() -> list[str]:
+    """What went wrong out of sight: server errors, uncaught JavaScript errors, requests that
+    tried to leave the test server. A test asserts this is empty at its end."""
+    return []
+
+
+@pytest.fixture
+def new_context(chromium, live_server, browser_problems):
+    """Make fresh browser contexts (own cookies) that may talk only to the live server; each is
+    closed after the test."""
+    contexts = []
+    origin = live_server.url
+
+    def stay_local(route) -> None:
+        if route.request.url.startswith(origin + "/"):
+            route.continue_()
+        else:
+            browser_problems.append(f"request outside the test server: {route.request.url}")
+            route.abort()
+
+    def on_response(response) -> None:
+        if response.status >= 500:
+            browser_problems.append(
+                f"{response.status} from {response.request.method} {response.url}"
+            )
+
+    def make(**kwargs):
+        context = chromium.new_context(viewport={"width": 1280, "height": 900}, **kwargs)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.route("**/*", stay_local)
+        context.on("response", on_response)
+        context.on("weberror", lambda e: browser_problems.append(f"JavaScript error: {e.error}"))
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context):
+    return new_context().new_page()
+
+
+@pytest.fixture
+def offline_prices(settings, transactional_db):
+    """Stored prices only, never the network: no API key, and AAPL's last two demo closes."""
+    from marketdata.tests.factories import store_bars
+
+    settings.ALPHA_VANTAGE_API_KEY = ""
+    return store_bars("AAPL", [(date(2023, 11, 9), "182.4100"), (date(2023, 11, 10), "186.4000")])
