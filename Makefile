@@ -19,7 +19,6 @@ install: $(STAMP)
 # Migrate, collect static files and load the bundled demo prices (idempotent: a rerun changes nothing).
 setup: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py createcachetable
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py import_prices --from-file data/prices/*.csv
 

@@ -1,0 +1,123 @@
+"""``manage.py import_prices --from-file PATH [PATH ...]``: load daily bars from CSV files.
+
+Each file is loaded whole or not at all, on its own; a bad file does not stop the others.
+Fetching ``TICKER ...`` from the provider (and ``--watchlist``) comes later.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from marketdata.importing import ImportResult, PriceFileError, import_price_file
+from marketdata.tickers import InvalidTicker, normalize_ticker
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised where the command happens to be, so the current file rolls back."""
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted
+
+
+class Command(BaseCommand):
+    help = "Load daily price bars from CSV files (date,open,high,low,close,volume)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "tickers",
+            nargs="*",
+            metavar="TICKER",
+            help="Tickers to fetch from the provider (not available yet; use --from-file).",
+        )
+        parser.add_argument(
+            "--from-file",
+            nargs="+",
+            type=Path,
+            metavar="PATH",
+            dest="paths",
+            help="CSV files to load: ours (date,...) or Alpha Vantage's (timestamp,...).",
+        )
+        parser.add_argument(
+            "--ticker",
+            help="The ticker of every file given (default: each file's name, AAPL.csv → AAPL).",
+        )
+
+    def handle(
+        self, *args, tickers: list[str], paths: list[Path] | None, ticker: str | None, **options
+    ) -> None:
+        if not paths:
+            if tickers:
+                raise CommandError(
+                    "Fetching from the provider is not available yet; use --from-file PATH"
+                )
+            raise CommandError("Give the files to load: --from-file PATH [PATH ...]")
+        if tickers:
+            raise CommandError("Give tickers or --from-file, not both.")
+        if ticker is not None:
+            try:
+                ticker = normalize_ticker(ticker)
+            except InvalidTicker as exc:
+                raise CommandError(f"--ticker {ticker!r}: {exc}") from None
+
+        results: list[ImportResult] = []
+        failed = errors = 0
+        interrupted = None
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            for path in paths:
+                try:
+                    results.append(self._import(path, ticker))
+                except PriceFileError as exc:
+                    failed += 1
+                    errors += exc.count
+                    for line in exc.lines():
+                        self.stderr.write(line)
+                except KeyboardInterrupt:
+                    interrupted = path
+                    break
+        finally:
+            if on_main_thread:
+                signal.signal(signal.SIGTERM, previous)
+
+        self._summarize(results, total=len(paths), errors=errors)
+        if interrupted is not None:
+            later = len(paths) - len(results) - failed - 1
+            raise CommandError(
+                f"Interrupted while loading {interrupted} (rolled back); "
+                f"{_files(later)} after it not loaded."
+            )
+        if failed:
+            raise CommandError(f"{failed} of {_files(len(paths))} could not be loaded; see above.")
+
+    def _import(self, path: Path, ticker: str | None) -> ImportResult:
+        with tqdm(
+            desc=path.name, unit=" rows", leave=False, disable=not self.stdout.isatty()
+        ) as bar:
+            result = import_price_file(path=path, ticker=ticker, progress=bar)
+        self.stdout.write(
+            f"{path} → {result.ticker}: {result.inserted:,} inserted, {result.updated:,} "
+            f"updated, {result.unchanged:,} unchanged."
+        )
+        return result
+
+    def _summarize(self, results: list[ImportResult], *, total: int, errors: int) -> None:
+        files = f"{len(results)} of {total} files" if len(results) != total else _files(total)
+        inserted = sum(r.inserted for r in results)
+        updated = sum(r.updated for r in results)
+        unchanged = sum(r.unchanged for r in results)
+        self.stdout.write(
+            f"Imported {files}: {inserted:,} rows inserted, {updated:,} updated, "
+            f"{unchanged:,} unchanged, {errors:,} {'error' if errors == 1 else 'errors'}."
+        )
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
