@@ -29,7 +29,20 @@ def _env(name: str, cast, default):
         raise ImproperlyConfigured(f"Environment variable {name} is invalid: {exc}") from None
 
 
-DEBUG = _env("DEBUG", env.bool, False)
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, default: bool) -> bool:
+    """A yes/no variable; anything but the usual spellings is an error, not a silent False."""
+    raw = env.str(name, default=str(default)).strip().lower()
+    if raw not in TRUE | FALSE:
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: {raw!r} is not one of true/false/1/0/yes/no"
+        )
+    return raw in TRUE
+
+
+DEBUG = _bool("DEBUG", False)
 # The fallback key only serves a fresh clone on 127.0.0.1; `check --deploy` flags it.
 SECRET_KEY = env.str("SECRET_KEY", default="") or "django-insecure-papertrade-local-only-key"
 ALLOWED_HOSTS = _env("ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost", "[::1]"])
@@ -203,10 +216,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 # Behind HTTPS in production: set SECURE_COOKIES=true (and HSTS below) in the environment.
-SECURE_COOKIES = _env("SECURE_COOKIES", env.bool, False)
+SECURE_COOKIES = _bool("SECURE_COOKIES", False)
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
-SECURE_SSL_REDIRECT = _env("SECURE_SSL_REDIRECT", env.bool, False)
+SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = _env("SECURE_HSTS_SECONDS", env.int, 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
