@@ -14,12 +14,18 @@ def normalize_ticker(raw: object) -> str:
     """Return ``raw`` stripped and upper-cased, or raise InvalidTicker saying what is wrong."""
     if not isinstance(raw, str):
         raise InvalidTicker("Enter a ticker symbol.")
+    # ASCII first: Unicode case mapping would turn "ıbm" into "IBM" and "ß" into "SS".
+    if not raw.isascii():
+        raise InvalidTicker(
+            "A ticker may contain only letters, digits, '.' and '-', and starts with a letter "
+            "or digit."
+        )
     ticker = raw.strip().upper()
     if not ticker:
         raise InvalidTicker("Enter a ticker symbol.")
     if len(ticker) > TICKER_MAX_LENGTH:
         raise InvalidTicker(f"A ticker has at most {TICKER_MAX_LENGTH} characters.")
-    if not ticker.isascii() or not TICKER_RE.fullmatch(ticker):
+    if not TICKER_RE.fullmatch(ticker):
         raise InvalidTicker(
             "A ticker may contain only letters, digits, '.' and '-', and starts with a letter "
             "or digit."

@@ -108,7 +108,7 @@ def _build(cls: type, data: object, where: str, path: str) -> object:
     fields = [f.name for f in dataclasses.fields(cls) if f.name != "path"]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{path}: unknown key {where}.{unknown[0]}")
+        raise ConfigError(f"{path}: unknown key {where + '.' if where else ''}{unknown[0]}")
     values = {}
     for name in fields:
         key = f"{where}.{name}" if where else name

@@ -145,10 +145,10 @@ def portfolio_delete(*, portfolio: Portfolio) -> None:
 # --- cash -------------------------------------------------------------------------------------
 def portfolio_deposit(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
     amount = validate_amount(amount)
-    now = timezone.now()
     with transaction.atomic():
         # Lock: two deposits racing would each add to the balance they read and lose one.
         locked = _locked(portfolio)
+        now = timezone.now()  # after the lock, so the ledger's time order is its lock order
         if locked.cash + amount > MAX_CASH:
             raise BalanceLimitExceeded(
                 f"A balance may be at most {format_money(MAX_CASH)}; this deposit would make it "
@@ -166,10 +166,10 @@ def portfolio_deposit(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
 
 def portfolio_withdraw(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
     amount = validate_amount(amount)
-    now = timezone.now()
     with transaction.atomic():
         # Lock: two withdrawals racing could each see enough cash and together overdraw it.
         locked = _locked(portfolio)
+        now = timezone.now()
         if amount > locked.cash:
             raise InsufficientFunds(available=locked.cash, required=amount)
         txn = Transaction.objects.create(
@@ -251,10 +251,10 @@ def portfolio_buy(
     *, portfolio: Portfolio, ticker: str, quantity: Decimal, prices: MarketDataPort | None = None
 ) -> Transaction:
     quote = trade_quote(ticker=ticker, quantity=quantity, prices=prices)
-    now = timezone.now()
     with transaction.atomic():
         # Lock: two buys racing could each see enough cash and together overdraw it.
         locked = _locked(portfolio)
+        now = timezone.now()
         if quote.total > locked.cash:
             raise InsufficientFunds(available=locked.cash, required=quote.total, field="quantity")
         txn = _trade_row(locked, Transaction.Kind.BUY, quote, -quote.total, now)
@@ -284,10 +284,10 @@ def portfolio_sell(
             ticker=ticker, held=held.quantity if held else ZERO, requested=quantity
         )
     quote = trade_quote(ticker=ticker, quantity=quantity, prices=prices)
-    now = timezone.now()
     with transaction.atomic():
         # Lock: two sells racing could each see the shares and together oversell them.
         locked = _locked(portfolio)
+        now = timezone.now()
         holding = Holding.objects.filter(portfolio=locked, ticker=ticker).first()
         held_quantity = holding.quantity if holding else ZERO
         if held_quantity < quantity:
@@ -331,7 +331,9 @@ def ledger_replay(*, portfolio: Portfolio) -> LedgerState:
     """Recompute cash, contributions, realized gain and holdings from the ledger, oldest first,
     with the same average-cost arithmetic as the trade services."""
     state = LedgerState(holdings={})
-    rows = portfolio.transactions.order_by("executed_at", "id").values_list(
+    # In id order: ids are handed out under the portfolio lock, so they are the order in which
+    # the services applied the rows (executed_at could tie, or differ across clock adjustments).
+    rows = portfolio.transactions.order_by("id").values_list(
         "kind", "ticker", "quantity", "cash_change"
     )
     for kind, ticker, quantity, cash_change in rows.iterator(chunk_size=2000):
