@@ -31,11 +31,23 @@ class MarketDataUnavailable(MarketDataError):
 
 
 class RateLimited(MarketDataUnavailable):
-    """The call quota is spent; ``retry_at`` (UTC) says when it frees up, if known."""
+    """The call quota is spent; ``retry_at`` (UTC) says when it frees up, if known.
 
-    def __init__(self, message: str = "", retry_at: datetime | None = None) -> None:
+    ``scope`` says which limit: "second" (burst spacing), "minute", "day", or "upstream" (the
+    provider itself answered with a rate-limit message).
+    """
+
+    def __init__(
+        self, message: str = "", retry_at: datetime | None = None, scope: str = ""
+    ) -> None:
         self.retry_at = retry_at
+        self.scope = scope
         super().__init__(message or "The market-data quota is spent for now.")
+
+
+class ProviderMisconfigured(MarketDataUnavailable):
+    """The provider refuses our configuration (missing or demo key, a premium-only request):
+    retrying will not help until an operator changes the key or ``config.toml``."""
 
 
 class Source:
