@@ -53,3 +53,21 @@ class PriceHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticker} {self.interval} {self.timestamp:%Y-%m-%d} {self.close}"
+
+
+class QuotaWindow(models.Model):
+    """One key of the provider's call quota when it lives in the database (``DatabaseQuota``).
+
+    The keys are the Redis ones (``marketdata.quota``): counters (``…:minute:<epoch-minute>``,
+    ``…:day:<YYYYMMDD>``) use ``count`` and expire; the last call and the closed-until time use
+    ``at``. The quota prunes expired rows itself.
+    """
+
+    key = models.CharField(max_length=100, primary_key=True)
+    count = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField(null=True, blank=True)
+    scope = models.CharField(max_length=20, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.count if self.at is None else self.at}"
