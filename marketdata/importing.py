@@ -25,11 +25,11 @@ from typing import NamedTuple, Protocol
 from django.db import transaction
 from django.utils import timezone
 
-from marketdata.models import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS, Interval, PriceHistory
+from marketdata.models import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
 from marketdata.port import Source
 from marketdata.services import forget_current_prices
+from marketdata.storage import upsert_daily_bars
 from marketdata.tickers import InvalidTicker, normalize_ticker
-from marketdata.trading_calendar import close_of
 
 COLUMNS = ("open", "high", "low", "close", "volume")
 HEADERS = {
@@ -44,7 +44,6 @@ PRICE_RE = re.compile(r"[+-]?\d+(?:\.\d+)?")
 VOLUME_RE = re.compile(r"\d+")
 PRICE_LIMIT = Decimal(10) ** (PRICE_MAX_DIGITS - PRICE_DECIMAL_PLACES)
 VOLUME_LIMIT = 2**63  # BigIntegerField
-UPDATE_FIELDS = ["open", "high", "low", "close", "volume", "source", "fetched_at"]
 
 
 class PriceFileError(Exception):
@@ -287,47 +286,5 @@ def _parse_price(name: str, raw: str) -> Decimal | str:
 
 
 def _store(ticker: str, batch: list[Bar], fetched_at: datetime) -> tuple[int, int]:
-    """Upsert the bars of ``batch`` that are new or differ from the stored ones.
-
-    Returns (inserted, updated). One query reads what is stored over the batch's date range;
-    one ``INSERT … ON CONFLICT DO UPDATE`` (per chunk of the backend's parameter limit) writes.
-    """
-    stamps = {close_of(bar.day): bar for bar in batch}
-    stored = {
-        timestamp: rest
-        for timestamp, *rest in PriceHistory.objects.daily(ticker)
-        .filter(timestamp__gte=min(stamps), timestamp__lte=max(stamps))
-        .values_list("timestamp", "open", "high", "low", "close", "volume")
-    }
-    inserted = updated = 0
-    writes = []
-    for timestamp, bar in stamps.items():
-        known = stored.get(timestamp)
-        if known is None:
-            inserted += 1
-        elif known == [bar.open, bar.high, bar.low, bar.close, bar.volume]:
-            continue
-        else:
-            updated += 1
-        writes.append(
-            PriceHistory(
-                ticker=ticker,
-                interval=Interval.DAILY,
-                timestamp=timestamp,
-                open=bar.open,
-                high=bar.high,
-                low=bar.low,
-                close=bar.close,
-                volume=bar.volume,
-                source=Source.IMPORT,
-                fetched_at=fetched_at,
-            )
-        )
-    if writes:
-        PriceHistory.objects.bulk_create(
-            writes,
-            update_conflicts=True,
-            unique_fields=["ticker", "interval", "timestamp"],
-            update_fields=UPDATE_FIELDS,
-        )
-    return inserted, updated
+    """Upsert the bars of ``batch`` that are new or differ from the stored ones."""
+    return upsert_daily_bars(ticker=ticker, bars=batch, source=Source.IMPORT, fetched_at=fetched_at)

@@ -30,8 +30,10 @@ from marketdata.port import (
 from marketdata.trading_calendar import close_of, latest_due_close, session_date
 
 # Cache keys: one family, versioned by the prefix; bump the version when the value shape changes.
-CURRENT_KEY = "md:v1:current:{ticker}"
+CURRENT_KEY = "md:v1:current:{ticker}"  # a PricePoint, or NOT_FOUND (the negative cache)
 DEMO_AS_OF_KEY = "md:v1:demo-as-of"
+UPSTREAM_STATUS_KEY = "md:v1:upstream-status"
+NOT_FOUND = "not-found"
 
 
 def current_key(ticker: str) -> str:
@@ -76,6 +78,7 @@ class StoredMarketData:
 
     # --- current prices -------------------------------------------------------------------
     def get_current_price(self, ticker: str) -> PricePoint:
+        """Offline, the stored tiers are all there is: the batch read answers."""
         result = self.get_current_prices([ticker])[ticker]
         if isinstance(result, MarketDataError):
             raise result
@@ -87,8 +90,14 @@ class StoredMarketData:
             return {}
         keys = {current_key(t): t for t in wanted}
         cached = cache.get_many(list(keys))  # one round-trip, whatever the count
-        found: dict[str, PricePoint] = {keys[k]: v for k, v in cached.items()}
-        missing = [t for t in wanted if t not in found]
+        found: dict[str, PricePoint] = {}
+        unknown: set[str] = set()
+        for key, value in cached.items():
+            if isinstance(value, PricePoint):
+                found[keys[key]] = value
+            elif value == NOT_FOUND:
+                unknown.add(keys[key])  # the negative cache: the provider said no such ticker
+        missing = [t for t in wanted if t not in found and t not in unknown]
         if missing:
             from_db = latest_bars(missing)  # one query
             if from_db:
@@ -127,16 +136,9 @@ class StoredMarketData:
 
     # --- search ---------------------------------------------------------------------------
     def search_symbols(self, query: str) -> list[SymbolMatch]:
-        prefix = query.strip().upper()
-        if not prefix:
-            return []
-        tickers = (
-            PriceHistory.objects.filter(ticker__startswith=prefix)
-            .values_list("ticker", flat=True)
-            .distinct()
-            .order_by("ticker")[:10]
-        )
-        return [SymbolMatch(ticker=t, name=t) for t in tickers]
+        from marketdata.symbols import search_local
+
+        return search_local(query)
 
 
 def latest_bars(tickers: Sequence[str]) -> dict[str, PricePoint]:
@@ -188,6 +190,47 @@ def demo_as_of() -> date | None:
     return value or None
 
 
-@memoize
+def set_upstream_status(*, kind: str, message: str, until: datetime | None) -> None:
+    """Remember, for every process, that live prices are held back (and until when)."""
+    ttl = 300
+    if until is not None:
+        ttl = max(1, min(int((until - timezone.now()).total_seconds()), 86400))
+    cache.set(
+        UPSTREAM_STATUS_KEY,
+        {"kind": kind, "message": message, "until": until, "at": timezone.now()},
+        ttl,
+    )
+
+
+def upstream_status() -> dict | None:
+    """Why live prices are held back right now (quota spent, provider failing), or None."""
+    return cache.get(UPSTREAM_STATUS_KEY)
+
+
 def get_market_data() -> StoredMarketData:
+    """The port for this configuration: live when a provider key is set, stored-only without."""
+    md = settings.PAPERTRADE.market_data
+    if not settings.ALPHA_VANTAGE_API_KEY:
+        return _stored()
+    return _live(
+        settings.ALPHA_VANTAGE_API_KEY,
+        settings.ALPHA_VANTAGE_BASE_URL,
+        md.request_timeout_seconds,
+        md.premium,
+    )
+
+
+@memoize
+def _stored() -> StoredMarketData:
     return StoredMarketData()
+
+
+@memoize
+def _live(api_key: str, base_url: str, timeout: float, premium: bool) -> StoredMarketData:
+    from marketdata.alpha_vantage import AlphaVantageClient
+    from marketdata.live import LiveMarketData
+
+    client = AlphaVantageClient(
+        api_key=api_key, base_url=base_url, timeout=timeout, premium=premium
+    )
+    return LiveMarketData(client=client)

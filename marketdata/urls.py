@@ -1,1 +1,8 @@
-urlpatterns = []
+from django.urls import path
+
+from marketdata import views
+
+urlpatterns = [
+    # /symbols/
+    path("symbols/suggest/", views.symbol_suggest, name="symbol_suggest"),
+]

@@ -97,7 +97,12 @@ class TradeForm(forms.Form):
     ticker = forms.CharField(
         max_length=TICKER_MAX_LENGTH,
         widget=forms.TextInput(
-            attrs={"autocomplete": "off", "autocapitalize": "characters", "placeholder": "AAPL"}
+            attrs={
+                "autocomplete": "off",
+                "autocapitalize": "characters",
+                "placeholder": "AAPL",
+                "list": "ticker-options",
+            }
         ),
         error_messages={"max_length": f"A ticker has at most {TICKER_MAX_LENGTH} characters."},
     )

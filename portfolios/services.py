@@ -196,9 +196,19 @@ class Quote:
     total: Decimal
 
 
-def _fill_price(ticker: str, prices: MarketDataPort | None) -> PricePoint:
+def _fill_price(ticker: str, prices: MarketDataPort | None, stored_only: bool) -> PricePoint:
     port = prices or get_price_port()
     try:
+        if stored_only:
+            # A preview as the person types must not spend quota: stored prices only.
+            point = port.get_current_prices([ticker])[ticker]
+            if isinstance(point, TickerNotFound):
+                raise PriceUnavailable(
+                    f"No price is stored for {ticker} yet; placing the order fetches one if it can."
+                )
+            if not isinstance(point, PricePoint):
+                raise point
+            return point
         return port.get_current_price(ticker)
     except TickerNotFound:
         raise InvalidTicker(f"{ticker} is not a ticker we know.") from None
@@ -206,12 +216,19 @@ def _fill_price(ticker: str, prices: MarketDataPort | None) -> PricePoint:
         raise PriceUnavailable(f"No price for {ticker} right now: {exc}") from None
 
 
-def trade_quote(*, ticker: str, quantity: Decimal, prices: MarketDataPort | None = None) -> Quote:
+def trade_quote(
+    *,
+    ticker: str,
+    quantity: Decimal,
+    prices: MarketDataPort | None = None,
+    stored_only: bool = False,
+) -> Quote:
     """Validate a trade's inputs and price it at the current price (server-side, never the
-    browser's)."""
+    browser's): the freshest price the port has, fetched if need be. ``stored_only`` prices a
+    preview from stored prices without spending any quota."""
     ticker = validate_ticker(ticker)
     quantity = validate_quantity(quantity)
-    point = _fill_price(ticker, prices)
+    point = _fill_price(ticker, prices, stored_only)
     total = to_cash(quantity * point.price)
     if total <= 0:
         raise InvalidQuantity(

@@ -10,12 +10,12 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from marketdata.port import MarketDataError, TickerNotFound, get_price_port
+from marketdata.symbols import clean_query
 from marketdata.tickers import InvalidTicker, normalize_ticker
 from portfolios import services
 from portfolios.exceptions import LedgerError
@@ -190,7 +190,8 @@ def _receipt_text(txn: Transaction) -> str:
 
 @require_GET
 def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
-    """Price preview and estimated total for the trade form as typed; writes nothing."""
+    """Price preview and estimated total for the trade form as typed; writes nothing and
+    spends no quota (stored prices only: the order itself fetches a fresh one)."""
     portfolio = portfolio_get_for_user(request, pk)
     form = PreviewForm(request.GET)
     context: dict = {"portfolio": portfolio}
@@ -205,9 +206,14 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
                 .first()
             )
             if data.get("quantity"):
-                context["quote"] = services.trade_quote(ticker=ticker, quantity=data["quantity"])
+                context["quote"] = services.trade_quote(
+                    ticker=ticker, quantity=data["quantity"], stored_only=True
+                )
             else:
-                context["price"] = get_price_port().get_current_price(ticker)
+                point = get_price_port().get_current_prices([ticker])[ticker]
+                if isinstance(point, MarketDataError):
+                    raise point
+                context["price"] = point
         except (LedgerError, MarketDataError) as exc:
             context["error"] = getattr(exc, "message", str(exc))
     return render(request, "portfolios/partials/_trade_preview.html", context)
@@ -281,14 +287,20 @@ def portfolio_delete(request: HttpRequest, pk: int) -> HttpResponse:
 # --- stocks -----------------------------------------------------------------------------------
 @require_GET
 def stock_search(request: HttpRequest) -> HttpResponse:
-    """The header's search box: go to the stock page of a well-formed ticker."""
-    query = request.GET.get("q", "")
-    try:
-        ticker = normalize_ticker(query)
-    except InvalidTicker as exc:
-        messages.error(request, str(exc))
-        return redirect(request.headers.get("referer") or reverse("dashboard"))
-    return redirect("stock_detail", ticker=ticker)
+    """The header's search box: a ticker or a company name. An exact or single match opens
+    its stock page; several are listed; a well-formed ticker nobody matched is tried as is."""
+    query = clean_query(request.GET.get("q", ""))
+    matches = get_price_port().search_symbols(query) if query else []
+    exact = [m for m in matches if m.ticker == query.upper()]
+    if exact or len(matches) == 1:
+        return redirect("stock_detail", ticker=(exact or matches)[0].ticker)
+    if not matches:
+        try:
+            return redirect("stock_detail", ticker=normalize_ticker(query))
+        except InvalidTicker:
+            pass
+    context = {"query": query, "matches": matches}
+    return render(request, "portfolios/stock_search.html", context, status=200 if matches else 404)
 
 
 @require_GET

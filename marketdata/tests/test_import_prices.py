@@ -344,8 +344,9 @@ def test_a_missing_file_fails_the_command_naming_it(tmp_path):
     assert err.getvalue() == f"{tmp_path / 'NOPE.csv'}: no such file\n"
 
 
-def test_tickers_without_files_are_not_fetched_yet():
-    with pytest.raises(CommandError, match="not available yet; use --from-file PATH"):
+def test_tickers_cannot_be_fetched_without_a_provider_key(settings):
+    settings.ALPHA_VANTAGE_API_KEY = ""
+    with pytest.raises(CommandError, match="set ALPHA_VANTAGE_API_KEY to fetch prices"):
         run("AAPL", "IBM")
 
 

@@ -162,6 +162,10 @@ def test_history_is_oldest_first_within_the_range(aapl):
         port_at("2023-11-14 15:00").get_price_history("ZZZZ", date(2023, 1, 1), date(2023, 2, 1))
 
 
-def test_symbol_search_offline_finds_stored_tickers(aapl, ibm):
-    matches = port_at("2023-11-14 15:00").search_symbols("a")
-    assert [m.ticker for m in matches] == ["AAPL"]
+def test_symbol_search_offline_finds_bundled_and_stored_tickers(db):
+    store_bars("ZZQT", [(date(2023, 11, 10), "1.0000")])
+    port = port_at("2023-11-14 15:00")
+    assert [m.ticker for m in port.search_symbols("zzq")] == ["ZZQT"]
+    assert [m.ticker for m in port.search_symbols("app")][:1] == ["AAPL"]
+    assert port.search_symbols("international")[0].name.startswith("International Business")
+    assert port.search_symbols("  ") == []

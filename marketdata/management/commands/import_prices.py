@@ -1,7 +1,10 @@
-"""``manage.py import_prices --from-file PATH [PATH ...]``: load daily bars from CSV files.
+"""``manage.py import_prices``: load daily bars into ``PriceHistory``.
 
-Each file is loaded whole or not at all, on its own; a bad file does not stop the others.
-Fetching ``TICKER ...`` from the provider (and ``--watchlist``) comes later.
+- ``--from-file PATH [PATH ...]`` loads CSV files, no network. Each file is loaded whole or not
+  at all, on its own; a bad file does not stop the others.
+- ``TICKER [TICKER ...]`` and ``--watchlist`` fetch from the provider through the shared quota:
+  one call per ticker, waiting politely for the per-second spacing, and stopping cleanly with a
+  summary that says how to resume when the day's quota is spent.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ class Command(BaseCommand):
             "tickers",
             nargs="*",
             metavar="TICKER",
-            help="Tickers to fetch from the provider (not available yet; use --from-file).",
+            help="Tickers to fetch from the provider, through the quota.",
+        )
+        parser.add_argument(
+            "--watchlist",
+            action="store_true",
+            help="Fetch the watchlist of config.toml ([refresh] watchlist).",
         )
         parser.add_argument(
             "--from-file",
@@ -49,16 +57,23 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, tickers: list[str], paths: list[Path] | None, ticker: str | None, **options
+        self,
+        *args,
+        tickers: list[str],
+        paths: list[Path] | None,
+        ticker: str | None,
+        watchlist: bool,
+        **options,
     ) -> None:
+        if paths and (tickers or watchlist):
+            raise CommandError("Give tickers (or --watchlist) or --from-file, not both.")
         if not paths:
-            if tickers:
+            if not tickers and not watchlist:
                 raise CommandError(
-                    "Fetching from the provider is not available yet; use --from-file PATH"
+                    "Give tickers to fetch, --watchlist, or files: --from-file PATH [PATH ...]"
                 )
-            raise CommandError("Give the files to load: --from-file PATH [PATH ...]")
-        if tickers:
-            raise CommandError("Give tickers or --from-file, not both.")
+            self._fetch(tickers, watchlist=watchlist)
+            return
         if ticker is not None:
             try:
                 ticker = normalize_ticker(ticker)
@@ -96,6 +111,57 @@ class Command(BaseCommand):
             )
         if failed:
             raise CommandError(f"{failed} of {_files(len(paths))} could not be loaded; see above.")
+
+    def _fetch(self, tickers: list[str], *, watchlist: bool) -> None:
+        from django.conf import settings
+
+        from marketdata.live import LiveMarketData, fetch_tickers
+        from marketdata.quota import Priority
+        from marketdata.services import get_market_data
+
+        port = get_market_data()
+        if not isinstance(port, LiveMarketData):
+            raise CommandError(
+                "No provider is configured: set ALPHA_VANTAGE_API_KEY to fetch prices, or load "
+                "files with --from-file PATH."
+            )
+        wanted: list[str] = []
+        for raw in tickers:
+            try:
+                wanted.append(normalize_ticker(raw))
+            except InvalidTicker as exc:
+                raise CommandError(f"{raw!r}: {exc}") from None
+        priority = Priority.BACKFILL
+        if watchlist:
+            wanted += list(settings.PAPERTRADE.refresh.watchlist)
+            priority = Priority.WATCHLIST if not tickers else Priority.BACKFILL
+        wanted = list(dict.fromkeys(wanted))
+
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            with tqdm(
+                total=len(wanted), unit=" tickers", leave=False, disable=not self.stdout.isatty()
+            ) as bar:
+                report = fetch_tickers(
+                    port=port,
+                    tickers=wanted,
+                    priority=priority,
+                    progress=bar,
+                    log=self.stdout.write,
+                )
+        finally:
+            if on_main_thread:
+                signal.signal(signal.SIGTERM, previous)
+        self.stdout.write(report.summary())
+        if report.remaining:
+            raise CommandError(
+                f"Stopped: {report.stopped_because}. Resume with: python manage.py import_prices "
+                + " ".join(report.remaining)
+            )
+        if report.failed:
+            raise CommandError(f"{len(report.failed)} of {len(wanted)} tickers failed; see above.")
 
     def _import(self, path: Path, ticker: str | None) -> ImportResult:
         with tqdm(

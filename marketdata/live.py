@@ -1,0 +1,341 @@
+"""The price port with the upstream tier: cache → ``PriceHistory`` → Alpha Vantage.
+
+Reads that miss the cache and find no fresh stored bar go upstream through the shared quota,
+with one call per ticker however many requests miss at once (a single-flight lock in the
+cache), and write the answer to the database and the cache. A ticker the provider does not
+know is remembered (negative cache). When the quota is spent or the provider fails, readers
+get the stored price, marked stale, and every page says so (``upstream_status``).
+
+Which reads may spend quota:
+- ``get_current_price`` (a person opening a stock page, a trade being filled): yes, as
+  ``Priority.INTERACTIVE``;
+- ``get_current_prices`` (whole pages and their polling): never; they read cache and database;
+- ``search_symbols``: only when nothing known locally matches (see ``marketdata.symbols``);
+- ``refresh_ticker`` (commands, scheduled refresh): with the priority its caller gives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from marketdata.alpha_vantage import AlphaVantageClient, DailySeries
+from marketdata.port import (
+    MarketDataError,
+    MarketDataUnavailable,
+    PricePoint,
+    ProviderMisconfigured,
+    RateLimited,
+    Source,
+    SymbolMatch,
+    TickerNotFound,
+)
+from marketdata.quota import Priority, Quota, get_quota
+from marketdata.services import (
+    NOT_FOUND,
+    StoredMarketData,
+    current_key,
+    latest_bars,
+    set_upstream_status,
+)
+from marketdata.storage import upsert_daily_bars
+from marketdata.symbols import search_local
+from marketdata.tickers import normalize_ticker
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = "md:v1:lock:{ticker}"
+SEARCH_KEY = "md:v1:search:{query}"
+LOCK_SECONDS = 30  # longer than one upstream call with its retries; a crashed holder frees it
+FOLLOWER_WAIT_SECONDS = 10.0  # how long a request waits for another's fetch of the same ticker
+FOLLOWER_POLL_SECONDS = 0.05
+INTERACTIVE_WAIT_SECONDS = 2.5  # how long a person's request waits for the per-second spacing
+RETRY_STORED_SECONDS = 60  # after a failed fetch, serve the stored bar this long before retrying
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    ticker: str
+    point: PricePoint
+    inserted: int
+    updated: int
+
+
+class LiveMarketData(StoredMarketData):
+    def __init__(self, *, client: AlphaVantageClient, quota: Quota | None = None, clock=None):
+        super().__init__(clock=clock or timezone.now)
+        self.client = client
+        self._quota = quota
+
+    @property
+    def quota(self) -> Quota:
+        return self._quota or get_quota()
+
+    # --- current price, through every tier -----------------------------------------------
+    def get_current_price(self, ticker: str) -> PricePoint:
+        """Cache → database → provider. On a miss, one request per ticker (the holder of the
+        single-flight lock) reads the database and, if its bar is missing or stale, calls the
+        provider; concurrent requests wait for its answer in the cache without touching the
+        database or the provider, and fall back to the stored bar if it has none to share."""
+        due = self._due_session()
+        cached = cache.get(current_key(ticker))
+        if cached == NOT_FOUND:
+            raise TickerNotFound(ticker)
+        if isinstance(cached, PricePoint):
+            return self._judged(cached, due)
+        with self._single_flight(ticker) as leader:
+            if not leader:
+                shared = self._await_other(ticker)
+                if shared is not None:
+                    return self._judged(shared, due)
+                stored = latest_bars([ticker]).get(ticker)
+                if stored is None:
+                    raise MarketDataUnavailable(
+                        f"The price of {ticker} could not be fetched just now."
+                    )
+                return self._judged(stored, due)
+            stored = latest_bars([ticker]).get(ticker)
+            if stored is not None and not self._judged(stored, due).is_stale:
+                ttl = settings.PAPERTRADE.cache.price_ttl_seconds
+                cache.set(current_key(ticker), stored, ttl)
+                return self._judged(stored, due)
+            try:
+                fetched = self._fetch(ticker, Priority.INTERACTIVE, None)
+            except TickerNotFound:
+                raise
+            except MarketDataUnavailable:
+                if stored is None:
+                    raise
+                # Serve what we have, marked stale, and do not knock again for a minute.
+                cache.set(current_key(ticker), stored, RETRY_STORED_SECONDS)
+                return self._judged(stored, due)
+            return self._judged(fetched.point, due)
+
+    # --- the upstream tier ----------------------------------------------------------------
+    def refresh_ticker(
+        self, ticker: str, *, priority: Priority, wait: float | None = None
+    ) -> PricePoint:
+        """Fetch ``ticker``'s daily bars upstream (one call), store them and cache the latest.
+
+        Single-flight: if another process is fetching the same ticker, wait for its answer
+        instead of calling again. Raises TickerNotFound (and remembers it), RateLimited when
+        the quota allows no call, MarketDataUnavailable when the provider fails.
+        """
+        return self.refresh(ticker, priority=priority, wait=wait).point
+
+    def refresh(
+        self, ticker: str, *, priority: Priority, wait: float | None = None
+    ) -> RefreshResult:
+        """Like ``refresh_ticker`` but says how many bars were stored (for commands and tasks)."""
+        with self._single_flight(ticker) as leader:
+            if leader:
+                return self._fetch(ticker, priority, wait)
+            shared = self._await_other(ticker)
+            if shared is None:
+                raise MarketDataUnavailable(f"The price of {ticker} could not be fetched just now.")
+            return RefreshResult(ticker=ticker, point=shared, inserted=0, updated=0)
+
+    @contextmanager
+    def _single_flight(self, ticker: str):
+        """Yield True to the one caller that holds ``ticker``'s fetch lock, False to others.
+
+        The lock is a cache key taken with ``add`` (atomic on Redis and on the database cache)
+        and a token, so only its holder releases it; it expires by itself if the holder dies.
+        """
+        lock = LOCK_KEY.format(ticker=ticker)
+        token = uuid.uuid4().hex
+        leader = cache.add(lock, token, LOCK_SECONDS)
+        try:
+            yield leader
+        finally:
+            if leader and cache.get(lock) == token:
+                cache.delete(lock)
+
+    def _await_other(self, ticker: str) -> PricePoint | None:
+        """Wait for the lock holder's answer in the cache; None if it ends without one."""
+        lock = LOCK_KEY.format(ticker=ticker)
+        deadline = time.monotonic() + FOLLOWER_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(FOLLOWER_POLL_SECONDS)
+            value = cache.get(current_key(ticker))
+            if value == NOT_FOUND:
+                raise TickerNotFound(ticker)
+            if isinstance(value, PricePoint):
+                return value
+            if cache.get(lock) is None:
+                return None  # the holder ended without an answer to share
+        return None
+
+    def _fetch(self, ticker: str, priority: Priority, wait: float | None) -> RefreshResult:
+        if wait is None:
+            wait = INTERACTIVE_WAIT_SECONDS if priority == Priority.INTERACTIVE else 0.0
+        try:
+            self.quota.acquire(priority=priority, wait=wait)
+        except RateLimited as exc:
+            set_upstream_status(kind="quota", message=str(exc), until=exc.retry_at)
+            raise
+        try:
+            series = self.client.daily(ticker)
+        except TickerNotFound:
+            cache.set(
+                current_key(ticker), NOT_FOUND, settings.PAPERTRADE.cache.negative_ttl_seconds
+            )
+            raise
+        except RateLimited as exc:
+            # The provider itself says stop: nobody calls again until the window frees up.
+            until = exc.retry_at or timezone.now() + timedelta(minutes=1)
+            self.quota.close_until(until, scope="upstream")
+            set_upstream_status(kind="rate_limited", message=str(exc), until=until)
+            raise
+        except ProviderMisconfigured as exc:
+            set_upstream_status(kind="misconfigured", message=str(exc), until=None)
+            raise
+        except MarketDataUnavailable as exc:
+            set_upstream_status(
+                kind="unavailable",
+                message=str(exc),
+                until=timezone.now() + timedelta(seconds=RETRY_STORED_SECONDS),
+            )
+            raise
+        return self._store(series)
+
+    def _store(self, series: DailySeries) -> RefreshResult:
+        if not series.bars:
+            raise MarketDataUnavailable(f"The provider sent no prices for {series.ticker}.")
+        inserted, updated = upsert_daily_bars(
+            ticker=series.ticker,
+            bars=series.bars,
+            source=Source.ALPHA_VANTAGE,
+            fetched_at=timezone.now(),
+        )
+        # The latest stored bar (an imported one wins over the provider's for the same day).
+        point = latest_bars([series.ticker])[series.ticker]
+        cache.set(current_key(series.ticker), point, settings.PAPERTRADE.cache.price_ttl_seconds)
+        return RefreshResult(ticker=series.ticker, point=point, inserted=inserted, updated=updated)
+
+    # --- search ---------------------------------------------------------------------------
+    def search_symbols(self, query: str) -> list[SymbolMatch]:
+        # Typing costs no quota when something known matches; the provider is asked (once per
+        # query, cached) only when nothing local does.
+        local = search_local(query)
+        if local or len(query.strip()) < 2:
+            return local
+        return _merge(local, self._search_upstream(query.strip()))
+
+    def _search_upstream(self, query: str) -> list[SymbolMatch]:
+        key = SEARCH_KEY.format(query=query.lower().encode().hex())
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            self.quota.acquire(priority=Priority.INTERACTIVE, wait=0)
+            matches = self.client.search(query)
+        except MarketDataError as exc:
+            # Quota spent or provider failing: the local matches are the answer for now.
+            logger.info("symbol search upstream skipped: %s", type(exc).__name__)
+            return []
+        # The app trades US stocks: other listings (TSCO.LON in pence, TL0.DEX) are left out.
+        matches = [m for m in matches if m.region == "United States"]
+        cache.set(key, matches, settings.PAPERTRADE.cache.search_ttl_seconds)
+        return matches
+
+
+def _merge(first: list[SymbolMatch], second: list[SymbolMatch], limit: int = 10):
+    seen = {m.ticker for m in first}
+    merged = list(first)
+    for match in second:
+        try:
+            normalize_ticker(match.ticker)
+        except ValueError:
+            continue
+        if match.ticker not in seen:
+            seen.add(match.ticker)
+            merged.append(match)
+    return merged[:limit]
+
+
+@dataclass
+class FetchReport:
+    """What a batch fetch did: for commands and the scheduled refresh."""
+
+    refreshed: list[RefreshResult]
+    failed: dict[str, str]
+    remaining: list[str]
+    stopped_because: str = ""
+
+    def summary(self) -> str:
+        inserted = sum(r.inserted for r in self.refreshed)
+        updated = sum(r.updated for r in self.refreshed)
+        text = (
+            f"Fetched {len(self.refreshed)} tickers: {inserted:,} bars inserted, {updated:,} "
+            f"updated; {len(self.failed)} failed; {len(self.remaining)} not tried."
+        )
+        return text + (f" Stopped: {self.stopped_because}." if self.stopped_because else "")
+
+
+SPACING_WAIT_SLACK = 1.0
+
+
+def fetch_tickers(
+    *,
+    port: LiveMarketData,
+    tickers: list[str],
+    priority: Priority,
+    progress=None,
+    log=lambda line: None,
+) -> FetchReport:
+    """Fetch ``tickers`` one by one through the quota, in the order given.
+
+    Waits for the per-second spacing and for a per-minute window; continues past a failing
+    ticker; stops (leaving the rest in ``remaining``) when the day's share of the quota is
+    spent or the provider closes the window, or on KeyboardInterrupt/SIGTERM.
+    """
+    spacing = settings.PAPERTRADE.quota.min_seconds_between_calls
+    report = FetchReport(refreshed=[], failed={}, remaining=[])
+    queue = list(tickers)
+    while queue:
+        ticker = queue[0]
+        try:
+            result = port.refresh(ticker, priority=priority, wait=spacing + SPACING_WAIT_SLACK)
+        except KeyboardInterrupt:
+            report.stopped_because = "interrupted"
+            break
+        except RateLimited as exc:
+            if exc.scope in ("second", "minute") and exc.retry_at is not None:
+                pause = (exc.retry_at - timezone.now()).total_seconds()
+                if pause <= 65:
+                    log(f"{ticker}: waiting {max(pause, 0):.0f} s for the quota window")
+                    try:
+                        time.sleep(max(pause, 0.05))
+                    except KeyboardInterrupt:
+                        report.stopped_because = "interrupted"
+                        break
+                    continue
+            until = f" until {exc.retry_at:%Y-%m-%d %H:%M} UTC" if exc.retry_at else ""
+            report.stopped_because = f"the quota is spent{until}"
+            break
+        except TickerNotFound:
+            report.failed[ticker] = "unknown ticker"
+            log(f"{ticker}: the provider does not know this ticker")
+        except MarketDataError as exc:
+            report.failed[ticker] = str(exc)
+            log(f"{ticker}: failed: {exc}")
+        else:
+            report.refreshed.append(result)
+            log(
+                f"{ticker}: {result.inserted} bars inserted, {result.updated} updated; latest "
+                f"{result.point.price} as of {timezone.localtime(result.point.as_of):%Y-%m-%d}"
+            )
+        queue.pop(0)
+        if progress is not None:
+            progress.update(1)
+    report.remaining = queue
+    return report
