@@ -97,3 +97,36 @@ def ibm(db):
     from marketdata.tests.factories import store_bars
 
     return store_bars("IBM", [(date(2023, 11, 9), "146.6200"), (date(2023, 11, 10), "149.0200")])
+
+
+# --- the provider, faked at the process boundary ---------------------------------------------
+PROVIDER_KEY = "PTKEY0SECRET9876"  # recognisable, so tests can search for leaks
+
+
+@pytest.fixture
+def fake_av():
+    """A local fake Alpha Vantage (HTTP on 127.0.0.1) that counts every request."""
+    from marketdata.testing.fake_alpha_vantage import FakeAlphaVantage
+
+    with FakeAlphaVantage() as server:
+        yield server
+
+
+@pytest.fixture
+def live(settings, fake_av):
+    """The app configured live against ``fake_av``, with a roomy quota (limits are tested
+    apart): returns the price port."""
+    import dataclasses
+
+    from marketdata.live import LiveMarketData
+    from marketdata.services import get_market_data
+
+    settings.ALPHA_VANTAGE_API_KEY = PROVIDER_KEY
+    settings.ALPHA_VANTAGE_BASE_URL = fake_av.url
+    roomy = dataclasses.replace(
+        settings.PAPERTRADE.quota, min_seconds_between_calls=0.0, per_minute=1000, per_day=1000
+    )
+    settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy)
+    port = get_market_data()
+    assert isinstance(port, LiveMarketData)
+    return port

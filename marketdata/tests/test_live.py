@@ -4,7 +4,6 @@ Each story counts the calls the fake server saw, which is what the quota pays fo
 """
 
 import base64
-import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -14,75 +13,52 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 
-from marketdata.live import LiveMarketData
+from conftest import PROVIDER_KEY as KEY
 from marketdata.models import PriceHistory
 from marketdata.port import MarketDataUnavailable, Source, TickerNotFound
-from marketdata.services import get_market_data
-from marketdata.testing.fake_alpha_vantage import FakeAlphaVantage
 from marketdata.tests.factories import store_bars
 
-KEY = "PTKEY0SECRET9876"
 DAILY = "TIME_SERIES_DAILY"
-
-
-@pytest.fixture
-def fake():
-    with FakeAlphaVantage() as server:
-        yield server
-
-
-@pytest.fixture
-def live(settings, fake):
-    """The app configured live against the fake, with a roomy quota (limits are tested apart)."""
-    settings.ALPHA_VANTAGE_API_KEY = KEY
-    settings.ALPHA_VANTAGE_BASE_URL = fake.url
-    roomy = dataclasses.replace(
-        settings.PAPERTRADE.quota, min_seconds_between_calls=0.0, per_minute=1000, per_day=1000
-    )
-    settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy)
-    port = get_market_data()
-    assert isinstance(port, LiveMarketData)
-    return port
 
 
 pytestmark = pytest.mark.django_db
 
 
-def test_the_first_view_costs_one_call_and_later_ones_none(live, fake):
+def test_the_first_view_costs_one_call_and_later_ones_none(live, fake_av):
     first = live.get_current_price("NEWCO")
-    assert fake.count(DAILY, "NEWCO") == 1
+    assert fake_av.count(DAILY, "NEWCO") == 1
     assert first.source == Source.ALPHA_VANTAGE
     assert not first.is_stale
     # 100 compact bars stored, the latest is the price.
     assert PriceHistory.objects.filter(ticker="NEWCO").count() == 100
     assert live.get_current_price("NEWCO") == first
-    assert fake.count(DAILY, "NEWCO") == 1
+    assert fake_av.count(DAILY, "NEWCO") == 1
     cache.clear()  # Redis flushed: the database tier answers
     assert live.get_current_price("NEWCO").price == first.price
-    assert fake.count(DAILY, "NEWCO") == 1
+    assert fake_av.count(DAILY, "NEWCO") == 1
 
 
-def test_an_unknown_ticker_costs_one_call_then_none(live, fake):
-    fake.unknown("NOSUCH")
+def test_an_unknown_ticker_costs_one_call_then_none(live, fake_av):
+    fake_av.unknown("NOSUCH")
     for _ in range(3):
         with pytest.raises(TickerNotFound):
             live.get_current_price("NOSUCH")
-    assert fake.count(DAILY, "NOSUCH") == 1
+    assert fake_av.count(DAILY, "NOSUCH") == 1
     batch = live.get_current_prices(["NOSUCH"])
     assert isinstance(batch["NOSUCH"], TickerNotFound)
-    assert fake.count() == 1
+    assert fake_av.count() == 1
 
 
-def test_a_stale_stored_price_is_refreshed_once(live, fake):
+def test_a_stale_stored_price_is_refreshed_once(live, fake_av):
     store_bars("OLDCO", [(date(2023, 11, 10), "10.0000")], source=Source.ALPHA_VANTAGE)
     point = live.get_current_price("OLDCO")
-    assert fake.count(DAILY, "OLDCO") == 1
+    assert fake_av.count(DAILY, "OLDCO") == 1
     assert point.as_of.date() > date(2023, 11, 10)
     assert not point.is_stale
 
 
-def test_imported_bars_are_never_overwritten_by_the_provider(live, fake):
-    body = fake.default_daily("KEEP")
+def test_imported_bars_are_never_overwritten_by_the_provider(live, fake_av):
+    body = fake_av.default_daily("KEEP")
     last_day = max(body["Time Series (Daily)"])
     store_bars("KEEP", [(date.fromisoformat(last_day), "999.0000")], source=Source.IMPORT)
     cache.clear()
@@ -93,18 +69,18 @@ def test_imported_bars_are_never_overwritten_by_the_provider(live, fake):
     assert PriceHistory.objects.filter(ticker="KEEP").count() == 100
 
 
-def test_batch_reads_never_go_upstream(live, fake):
+def test_batch_reads_never_go_upstream(live, fake_av):
     result = live.get_current_prices(["NEWCO", "OTHER"])
-    assert fake.count() == 0
+    assert fake_av.count() == 0
     assert all(isinstance(v, TickerNotFound) for v in result.values())
 
 
-def test_a_throttled_answer_serves_the_stored_price_with_a_warning(live, fake, client, user):
+def test_a_throttled_answer_serves_the_stored_price_with_a_warning(live, fake_av, client, user):
     store_bars("OLDCO", [(date(2023, 11, 9), "9.0000"), (date(2023, 11, 10), "10.0000")])
-    fake.throttle_after(0)  # every answer is the daily-limit message (which echoes the key)
+    fake_av.throttle_after(0)  # every answer is the daily-limit message (which echoes the key)
     point = live.get_current_price("OLDCO")
     assert point.price == Decimal("10.0000") and point.is_stale
-    assert fake.count() == 1
+    assert fake_av.count() == 1
     # The provider said stop: nobody calls again, however many pages are opened.
     cache.delete("papertrade:md:v1:current:OLDCO")
     client.force_login(user)
@@ -114,12 +90,12 @@ def test_a_throttled_answer_serves_the_stored_price_with_a_warning(live, fake, c
     body = client.get("/stocks/OLDCO/").content.decode()
     assert "Live prices are paused" in body
     assert "$10.00" in body and "stale" in body
-    assert fake.count() == 1
+    assert fake_av.count() == 1
     assert KEY not in body
 
 
-def test_an_outage_without_stored_prices_is_a_clear_error_not_a_500(live, fake, client, user):
-    fake.route(
+def test_an_outage_without_stored_prices_is_a_clear_error_not_a_500(live, fake_av, client, user):
+    fake_av.route(
         DAILY,
         "*",
         "<html><body>Application Error</body></html>",
@@ -140,8 +116,8 @@ def test_an_outage_without_stored_prices_is_a_clear_error_not_a_500(live, fake, 
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-def test_100_concurrent_first_views_cost_one_call(live, fake):
-    fake.route(DAILY, "RUSH", fake.default_daily("RUSH"), delay=0.5)
+def test_100_concurrent_first_views_cost_one_call(live, fake_av):
+    fake_av.route(DAILY, "RUSH", fake_av.default_daily("RUSH"), delay=0.5)
     barrier = threading.Barrier(100)
 
     def view(_):
@@ -153,14 +129,14 @@ def test_100_concurrent_first_views_cost_one_call(live, fake):
 
     with ThreadPoolExecutor(max_workers=100) as pool:
         prices = list(pool.map(view, range(100)))
-    assert fake.count(DAILY, "RUSH") == 1
+    assert fake_av.count(DAILY, "RUSH") == 1
     assert len(set(prices)) == 1
 
 
-def test_the_search_answers_locally_first_then_asks_the_provider_once(live, fake):
+def test_the_search_answers_locally_first_then_asks_the_provider_once(live, fake_av):
     assert [m.ticker for m in live.search_symbols("app")][:1] == ["AAPL"]
-    assert fake.count() == 0
-    fake.route(
+    assert fake_av.count() == 0
+    fake_av.route(
         "SYMBOL_SEARCH",
         "*",
         {
@@ -192,7 +168,7 @@ def test_the_search_answers_locally_first_then_asks_the_provider_once(live, fake
     )
     assert [m.ticker for m in live.search_symbols("zynex")] == ["ZYXI"]
     assert [m.ticker for m in live.search_symbols("zynex")] == ["ZYXI"]
-    assert fake.count("SYMBOL_SEARCH") == 1
+    assert fake_av.count("SYMBOL_SEARCH") == 1
 
 
 def everything_in_the_database() -> str:
@@ -225,14 +201,14 @@ def everything_in_the_cache() -> bytes:
         )
 
 
-def test_the_api_key_is_nowhere_after_the_key_echoing_limit_message(live, fake, caplog, capfd):
+def test_the_api_key_is_nowhere_after_the_key_echoing_limit_message(live, fake_av, caplog, capfd):
     caplog.set_level("DEBUG")
     store_bars("OLDCO", [(date(2023, 11, 10), "10.0000")])
-    fake.throttle_after(0)  # the daily-limit answer, which repeats the key it was sent
+    fake_av.throttle_after(0)  # the daily-limit answer, which repeats the key it was sent
     live.get_current_price("OLDCO")
     with pytest.raises(MarketDataUnavailable) as excinfo:
         live.get_current_price("FRESHCO")
-    assert fake.requests[0][2] == KEY  # it was sent, so the echo really contained it
+    assert fake_av.requests[0][2] == KEY  # it was sent, so the echo really contained it
     assert KEY not in str(excinfo.value) and KEY not in repr(excinfo.value)
     assert KEY not in caplog.text
     out, err = capfd.readouterr()
