@@ -16,6 +16,7 @@ Which reads may spend quota:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -27,7 +28,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from marketdata.alpha_vantage import AlphaVantageClient, DailySeries
+from marketdata.alpha_vantage import AlphaVantageClient, DailyBar, DailySeries, Quote
 from marketdata.port import (
     MarketDataError,
     MarketDataUnavailable,
@@ -183,6 +184,8 @@ class LiveMarketData(StoredMarketData):
             set_upstream_status(kind="quota", message=str(exc), until=exc.retry_at)
             raise
         try:
+            if priority == Priority.INTERACTIVE and settings.PAPERTRADE.market_data.global_quote:
+                return self._store_quote(self.client.quote(ticker))
             series = self.client.daily(ticker)
         except TickerNotFound:
             cache.set(
@@ -220,6 +223,25 @@ class LiveMarketData(StoredMarketData):
         point = latest_bars([series.ticker])[series.ticker]
         cache.set(current_key(series.ticker), point, settings.PAPERTRADE.cache.price_ttl_seconds)
         return RefreshResult(ticker=series.ticker, point=point, inserted=inserted, updated=updated)
+
+    def _store_quote(self, quote: Quote) -> RefreshResult:
+        """Store a GLOBAL_QUOTE as its trading day's bar (a later daily fetch corrects it)."""
+        bar = DailyBar(
+            day=quote.latest_trading_day,
+            open=quote.open,
+            high=max(quote.high, quote.price),
+            low=min(quote.low, quote.price),
+            close=quote.price,
+            volume=quote.volume,
+        )
+        inserted, updated = upsert_daily_bars(
+            ticker=quote.ticker, bars=[bar], source=Source.ALPHA_VANTAGE, fetched_at=timezone.now()
+        )
+        point = dataclasses.replace(
+            latest_bars([quote.ticker])[quote.ticker], previous_close=quote.previous_close
+        )
+        cache.set(current_key(quote.ticker), point, settings.PAPERTRADE.cache.price_ttl_seconds)
+        return RefreshResult(ticker=quote.ticker, point=point, inserted=inserted, updated=updated)
 
     # --- search ---------------------------------------------------------------------------
     def search_symbols(self, query: str) -> list[SymbolMatch]:

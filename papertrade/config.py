@@ -29,6 +29,7 @@ class ConfigError(Exception):
 class MarketDataConfig:
     provider: str
     premium: bool
+    global_quote: bool
     request_timeout_seconds: float
 
 

@@ -4,6 +4,7 @@ Each story counts the calls the fake server saw, which is what the quota pays fo
 """
 
 import base64
+import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -216,3 +217,16 @@ def test_the_api_key_is_nowhere_after_the_key_echoing_limit_message(live, fake_a
     assert KEY not in everything_in_the_database()
     assert KEY.encode() not in everything_in_the_cache()
     assert KEY not in repr(cache.get("md:v1:upstream-status"))
+
+
+def test_global_quote_serves_a_persons_request_when_configured(live, fake_av, settings):
+    market = dataclasses.replace(settings.PAPERTRADE.market_data, global_quote=True)
+    settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, market_data=market)
+    daily = fake_av.default_daily("QUOTECO")["Time Series (Daily)"]
+    last, before = sorted(daily)[-1], sorted(daily)[-2]
+    point = live.get_current_price("QUOTECO")
+    assert fake_av.count("GLOBAL_QUOTE", "QUOTECO") == 1
+    assert fake_av.count("TIME_SERIES_DAILY") == 0
+    assert point.price == Decimal(daily[last]["4. close"])
+    assert point.previous_close == Decimal(daily[before]["4. close"])
+    assert PriceHistory.objects.filter(ticker="QUOTECO").count() == 1
