@@ -8,8 +8,10 @@ cache is configured with ``IGNORE_EXCEPTIONS``), so the database tier still answ
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time as time_module
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache as memoize
 
 from django.conf import settings
@@ -27,13 +29,17 @@ from marketdata.port import (
     SymbolMatch,
     TickerNotFound,
 )
-from marketdata.trading_calendar import close_of, latest_due_close, session_date
+from marketdata.trading_calendar import NEW_YORK, latest_due_close, session_date
 
 # Cache keys: one family, versioned by the prefix; bump the version when the value shape changes.
 CURRENT_KEY = "md:v1:current:{ticker}"  # a PricePoint, or NOT_FOUND (the negative cache)
 DEMO_AS_OF_KEY = "md:v1:demo-as-of"
 UPSTREAM_STATUS_KEY = "md:v1:upstream-status"
 NOT_FOUND = "not-found"
+# Counters of batch current-price reads, for the status page's hit ratio (see count_cache_reads).
+CACHE_HITS_KEY = "md:v1:stats:current-hits"
+CACHE_MISSES_KEY = "md:v1:stats:current-misses"
+CACHE_STATS_SINCE_KEY = "md:v1:stats:since"  # epoch seconds of the first counted read
 
 
 def current_key(ticker: str) -> str:
@@ -67,10 +73,12 @@ class StoredMarketData:
         self.clock = clock
 
     # --- staleness ------------------------------------------------------------------------
-    def _due_session(self) -> date:
-        """The session date of the newest bar that should be published by now."""
+    def _due_session(self, at: datetime | None = None) -> date:
+        """The session date of the newest bar that should be published by now (or by ``at``,
+        when that is earlier: history is judged against its own moment, not the present)."""
         grace = timedelta(minutes=settings.PAPERTRADE.staleness.grace_minutes)
-        return session_date(latest_due_close(self.clock(), grace))
+        now = self.clock()
+        return session_date(latest_due_close(min(at, now) if at else now, grace))
 
     def _judged(self, point: PricePoint, due_session: date) -> PricePoint:
         stale = session_date(point.as_of) < due_session
@@ -98,6 +106,7 @@ class StoredMarketData:
             elif value == NOT_FOUND:
                 unknown.add(keys[key])  # the negative cache: the provider said no such ticker
         missing = [t for t in wanted if t not in found and t not in unknown]
+        count_cache_reads(hits=len(wanted) - len(missing), misses=len(missing))
         if missing:
             from_db = latest_bars(missing)  # one query
             if from_db:
@@ -109,36 +118,100 @@ class StoredMarketData:
 
     # --- history --------------------------------------------------------------------------
     def get_price_at(self, ticker: str, when: datetime) -> PricePoint:
-        row = (
-            PriceHistory.objects.daily(ticker)
-            .filter(timestamp__lte=when)
-            .order_by("-timestamp")
-            .first()
-        )
-        if row is None:
-            if not PriceHistory.objects.daily(ticker).exists():
-                raise TickerNotFound(ticker)
-            raise MarketDataUnavailable(
-                f"No price for {ticker} is stored at or before {when:%Y-%m-%d %H:%M} UTC."
-            )
-        return self._judged(_point_from_row(row), self._due_session())
+        """The last daily bar at or before ``when``, with the close before it.
 
-    def get_price_history(self, ticker: str, start: date, end: date) -> list[PricePoint]:
+        Its staleness is judged against ``when``, not now: Saturday's price is Friday's close,
+        fresh; a moment after the last stored bar whose session's bar is due gets that bar marked
+        stale. Raises TickerNotFound when nothing is stored for ``ticker``, and
+        MarketDataUnavailable when ``when`` is before its first stored bar.
+        """
+        point = self._stored_price_at(ticker, when)
+        if point is None:
+            raise TickerNotFound(ticker)
+        return point
+
+    def _stored_price_at(self, ticker: str, when: datetime) -> PricePoint | None:
+        """``get_price_at`` from the database alone; None when nothing is stored for ``ticker``."""
+        # One index range scan (ticker, interval, timestamp) backwards from ``when``: two rows.
         rows = list(
             PriceHistory.objects.daily(ticker)
-            .filter(timestamp__gte=close_of(start) - timedelta(hours=12))
-            .filter(timestamp__lte=close_of(end) + timedelta(hours=12))
-            .order_by("timestamp")
+            .filter(timestamp__lte=when)
+            .order_by("-timestamp")[:2]
         )
-        if not rows and not PriceHistory.objects.daily(ticker).exists():
+        if not rows:
+            first = (
+                PriceHistory.objects.daily(ticker)
+                .order_by("timestamp")
+                .values_list("timestamp", flat=True)
+                .first()
+            )
+            if first is None:
+                return None
+            raise MarketDataUnavailable(
+                f"No price for {ticker} is stored at or before {when:%Y-%m-%d %H:%M} UTC: its "
+                f"first stored bar is {session_date(first):%Y-%m-%d}."
+            )
+        previous = rows[1].close if len(rows) > 1 else None
+        return self._judged(_point_from_row(rows[0], previous), self._due_session(at=when))
+
+    def get_price_history(self, ticker: str, start: date, end: date) -> list[PricePoint]:
+        """Daily bars with session dates from ``start`` to ``end`` inclusive, oldest first: one
+        index range scan; TickerNotFound when nothing at all is stored for ``ticker``."""
+        points = self._stored_history(ticker, start, end)
+        if points is None:
             raise TickerNotFound(ticker)
-        return [_point_from_row(r) for r in rows]
+        return points
+
+    def _stored_history(self, ticker: str, start: date, end: date) -> list[PricePoint] | None:
+        """``get_price_history`` from the database alone; None when nothing is stored."""
+        rows = list(history_rows(ticker, start, end))
+        if not rows and not PriceHistory.objects.daily(ticker).exists():
+            return None
+        return [
+            PricePoint(
+                ticker=ticker,
+                price=close,
+                as_of=timestamp,
+                source=source,
+                open=open_,
+                high=high,
+                low=low,
+                close=close,
+                volume=volume,
+            )
+            for timestamp, open_, high, low, close, volume, source in rows
+        ]
 
     # --- search ---------------------------------------------------------------------------
     def search_symbols(self, query: str) -> list[SymbolMatch]:
         from marketdata.symbols import search_local
 
         return search_local(query)
+
+
+HISTORY_FIELDS = ("timestamp", "open", "high", "low", "close", "volume", "source")
+
+
+def history_rows(ticker: str, start: date, end: date):
+    """(timestamp, open, high, low, close, volume, source) of the daily bars of ``ticker`` with
+    session dates ``start``..``end``, oldest first (tuples: model instances cost more than the
+    query on a long range).
+
+    A bar is stamped at its session's close (16:00 New York), so the range is the New York days
+    from ``start`` to ``end``. On PostgreSQL this is one range scan of ``pricehistory_unique_bar``
+    (ticker, interval, timestamp): see docs/history-queries.md for the plans.
+    """
+    return (
+        PriceHistory.objects.daily(ticker)
+        .filter(timestamp__gte=day_start(start), timestamp__lt=day_start(end + timedelta(days=1)))
+        .order_by("timestamp")
+        .values_list(*HISTORY_FIELDS)
+    )
+
+
+def day_start(day: date) -> datetime:
+    """Midnight New York at the start of ``day``, in UTC."""
+    return datetime.combine(day, time(0), tzinfo=NEW_YORK).astimezone(UTC)
 
 
 def latest_bars(tickers: Sequence[str]) -> dict[str, PricePoint]:
@@ -172,6 +245,69 @@ def latest_bars(tickers: Sequence[str]) -> dict[str, PricePoint]:
         previous = bars[1].close if len(bars) > 1 else None
         points[ticker] = _point_from_row(bars[0], previous_close=previous)
     return points
+
+
+def counts_cache_reads() -> bool:
+    """True when the cache can count reads cheaply: an atomic increment on Redis."""
+    from django.core.cache import caches
+    from django_redis.cache import RedisCache
+
+    return isinstance(caches["default"], RedisCache)
+
+
+# Hits and misses are added up in this process and sent to Redis at most every
+# CACHE_STATS_FLUSH_SECONDS, so a page costs no extra round-trip for them. Accepted imprecision:
+# counts not yet sent are lost if the process dies, and the ratio lags by that interval.
+CACHE_STATS_FLUSH_SECONDS = 10.0
+_pending_reads = {"hits": 0, "misses": 0, "since": 0.0}
+_pending_lock = threading.Lock()
+
+
+def count_cache_reads(*, hits: int, misses: int) -> None:
+    """Add one batch read's hits and misses to the shared counters (see above).
+
+    Counted on Redis only (INCRBY, atomic across processes). On the embedded database cache an
+    increment is a read plus a write of the cache table, not atomic; there the status page says
+    the ratio is not measured. Counting never fails a page: a Redis error is ignored, like every
+    cache error.
+    """
+    if not counts_cache_reads() or not (hits or misses):
+        return
+    now = time_module.monotonic()
+    with _pending_lock:
+        _pending_reads["hits"] += hits
+        _pending_reads["misses"] += misses
+        if not _pending_reads["since"]:
+            _pending_reads["since"] = now
+        if now - _pending_reads["since"] < CACHE_STATS_FLUSH_SECONDS:
+            return
+        hits, misses = _pending_reads["hits"], _pending_reads["misses"]
+        _pending_reads.update(hits=0, misses=0, since=now)
+    flush_cache_reads(hits=hits, misses=misses)
+
+
+def flush_cache_reads(*, hits: int | None = None, misses: int | None = None) -> None:
+    """Send counted reads to Redis now: one pipelined round-trip."""
+    import redis
+    from django_redis import get_redis_connection
+
+    if hits is None:
+        with _pending_lock:
+            hits, misses = _pending_reads["hits"], _pending_reads["misses"]
+            _pending_reads.update(hits=0, misses=0, since=0.0)
+    if not (hits or misses):
+        return
+    try:
+        pipe = get_redis_connection("default").pipeline(transaction=False)
+        if hits:
+            pipe.incrby(cache.make_key(CACHE_HITS_KEY), hits)
+        if misses:
+            pipe.incrby(cache.make_key(CACHE_MISSES_KEY), misses)
+        # A bare int is what django-redis stores for ints, so cache.get reads it back.
+        pipe.set(cache.make_key(CACHE_STATS_SINCE_KEY), int(timezone.now().timestamp()), nx=True)
+        pipe.execute()
+    except redis.RedisError:
+        pass
 
 
 def forget_current_prices(tickers: Iterable[str]) -> None:

@@ -5,4 +5,6 @@ from marketdata import views
 urlpatterns = [
     # /symbols/
     path("symbols/suggest/", views.symbol_suggest, name="symbol_suggest"),
+    # /market-data/
+    path("market-data/status/", views.status, name="market_data_status"),
 ]

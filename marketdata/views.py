@@ -1,8 +1,9 @@
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from marketdata.port import get_price_port
+from marketdata.status import market_data_status
 from marketdata.symbols import clean_query
 
 
@@ -16,3 +17,12 @@ def symbol_suggest(request: HttpRequest) -> HttpResponse:
     query = clean_query(request.GET.get("q") or request.GET.get("ticker") or "")
     matches = get_price_port().search_symbols(query) if query else []
     return render(request, "marketdata/partials/_symbol_options.html", {"matches": matches})
+
+
+@require_GET
+def status(request: HttpRequest) -> HttpResponse:
+    """The operator's view of market data: quota, last refresh, cache hit ratio, freshness and
+    coverage gaps. Staff only; anyone else gets a 404 (the page's existence is not advertised)."""
+    if not request.user.is_staff:
+        raise Http404
+    return render(request, "marketdata/status.html", {"status": market_data_status()})

@@ -130,3 +130,11 @@ def transactions_page(
     if kind in Transaction.Kind.values:
         rows = rows.filter(kind=kind)
     return Paginator(rows, per_page).get_page(page)
+
+
+def held_tickers() -> list[str]:
+    """Every ticker held in any portfolio, alphabetical, in one query.
+
+    What the scheduled price refresh asks (``settings.PAPERTRADE_HELD_TICKERS``): marketdata
+    knows nothing else of portfolios."""
+    return list(Holding.objects.order_by("ticker").values_list("ticker", flat=True).distinct())

@@ -1,0 +1,69 @@
+"""The stock page's chart in a real browser: a range button redraws the chart alone (htmx swaps
+the fragment and runs its inline Plotly script), without reloading the page."""
+
+from datetime import date, timedelta
+
+import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the `chromium` fixture skips (or fails in CI) and says why
+    expect = None
+
+from marketdata.tests.factories import store_series
+
+pytestmark = pytest.mark.browser
+
+LAST_DAY = date(2023, 11, 10)
+# How many points the chart's Plotly div is drawing (-1 before Plotly has drawn it).
+POINTS = (
+    "(() => { const gd = document.getElementById('chart-CHRT');"
+    " return gd && gd.data ? gd.data[0].x.length : -1; })()"
+)
+
+
+def weekdays(start: date, end: date) -> int:
+    return sum((start + timedelta(days=i)).weekday() < 5 for i in range((end - start).days + 1))
+
+
+def log_in(page, url: str, username: str, password: str) -> None:
+    page.goto(url + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(url + "/")
+
+
+def test_a_range_button_redraws_the_chart_without_a_reload(
+    live_server, page, offline_prices, user, password, browser_problems
+):
+    expect.set_options(timeout=10_000)
+    store_series("CHRT", LAST_DAY, [f"{50 + i / 10:.4f}" for i in range(600)])
+    year = weekdays(date(2022, 11, 11), LAST_DAY)
+    quarter = weekdays(date(2023, 8, 11), LAST_DAY)
+    url = live_server.url
+    log_in(page, url, user.username, password)
+
+    page.goto(url + "/stocks/CHRT/")
+    expect(page.locator("#chart-CHRT .main-svg").first).to_be_attached()
+    assert page.evaluate(POINTS) == year
+    ranges = page.get_by_role("navigation", name="Chart range")
+    expect(ranges.get_by_role("link", name="1Y")).to_have_attribute("aria-current", "true")
+    page.evaluate("window.__marker = 1; window.__chart = document.getElementById('chart-CHRT')")
+
+    ranges.get_by_role("link", name="3M").click()
+    expect(ranges.get_by_role("link", name="3M")).to_have_attribute("aria-current", "true")
+    expect(ranges.get_by_role("link", name="1Y")).not_to_have_attribute("aria-current", "true")
+    page.wait_for_function(f"{POINTS} === {quarter}")
+    expect(page.locator("#chart-CHRT .main-svg").first).to_be_attached()
+    assert page.evaluate("document.getElementById('chart-CHRT') !== window.__chart")
+    assert page.evaluate("window.__marker") == 1, "the range button reloaded the whole page"
+    expect(page).to_have_url(url + "/stocks/CHRT/?range=3M")
+
+    # Back: the year's chart again, drawn (the page is fetched afresh, not restored from a
+    # snapshot of a drawn chart).
+    page.go_back()
+    expect(page).to_have_url(url + "/stocks/CHRT/")
+    page.wait_for_function(f"{POINTS} === {year}")
+    expect(ranges.get_by_role("link", name="1Y")).to_have_attribute("aria-current", "true")
+    assert browser_problems == []
