@@ -5,10 +5,22 @@ import os
 from datetime import date
 from decimal import Decimal
 
+import hypothesis
 import pytest
 from django.core.cache import cache
 
 REQUIRE_SERVICES = os.environ.get("PAPERTRADE_REQUIRE_SERVICES") == "1"
+
+# Property-based tests: modest by default (two shared cores); HYPOTHESIS_PROFILE=thorough for
+# a deep run. No deadline: a request's time depends on the machine, not on the property.
+_slow_is_fine = [hypothesis.HealthCheck.too_slow]
+hypothesis.settings.register_profile(
+    "default", max_examples=50, deadline=None, suppress_health_check=_slow_is_fine
+)
+hypothesis.settings.register_profile(
+    "thorough", max_examples=3000, deadline=None, suppress_health_check=_slow_is_fine
+)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def on_postgres() -> bool:

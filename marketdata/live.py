@@ -17,18 +17,21 @@ Which reads may spend quota:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
+import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
 from marketdata.alpha_vantage import AlphaVantageClient, DailyBar, DailySeries, Quote
+from marketdata.models import PriceHistory
 from marketdata.port import (
     MarketDataError,
     MarketDataUnavailable,
@@ -50,6 +53,7 @@ from marketdata.services import (
 from marketdata.storage import upsert_daily_bars
 from marketdata.symbols import search_local
 from marketdata.tickers import normalize_ticker
+from marketdata.trading_calendar import latest_due_close, nyse, session_date
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ FOLLOWER_WAIT_SECONDS = 10.0  # how long a request waits for another's fetch of 
 FOLLOWER_POLL_SECONDS = 0.05
 INTERACTIVE_WAIT_SECONDS = 2.5  # how long a person's request waits for the per-second spacing
 RETRY_STORED_SECONDS = 60  # after a failed fetch, serve the stored bar this long before retrying
+TOPUP_KEY = "md:v1:topped-up:{ticker}"  # a history top-up was tried lately: do not knock again
+COMPACT_SESSIONS = 100  # what a free key's TIME_SERIES_DAILY (outputsize=compact) holds
 
 
 @dataclass(frozen=True)
@@ -176,18 +182,29 @@ class LiveMarketData(StoredMarketData):
         return None
 
     def _fetch(self, ticker: str, priority: Priority, wait: float | None) -> RefreshResult:
+        from marketdata import breaker
+
         if wait is None:
             wait = INTERACTIVE_WAIT_SECONDS if priority == Priority.INTERACTIVE else 0.0
+        try:
+            # A provider failing call after call is left alone for a while (see breaker.py).
+            breaker.before_call()
+        except breaker.CircuitOpen as exc:
+            set_upstream_status(kind="unavailable", message=str(exc), until=exc.retry_at)
+            raise
         try:
             self.quota.acquire(priority=priority, wait=wait)
         except RateLimited as exc:
             set_upstream_status(kind="quota", message=str(exc), until=exc.retry_at)
             raise
+        quote = None
         try:
             if priority == Priority.INTERACTIVE and settings.PAPERTRADE.market_data.global_quote:
-                return self._store_quote(self.client.quote(ticker))
-            series = self.client.daily(ticker)
+                quote = self.client.quote(ticker)
+            else:
+                series = self.client.daily(ticker)
         except TickerNotFound:
+            breaker.record_success()  # the provider answered
             cache.set(
                 current_key(ticker), NOT_FOUND, settings.PAPERTRADE.cache.negative_ttl_seconds
             )
@@ -202,12 +219,16 @@ class LiveMarketData(StoredMarketData):
             set_upstream_status(kind="misconfigured", message=str(exc), until=None)
             raise
         except MarketDataUnavailable as exc:
+            breaker.record_failure()
             set_upstream_status(
                 kind="unavailable",
                 message=str(exc),
                 until=timezone.now() + timedelta(seconds=RETRY_STORED_SECONDS),
             )
             raise
+        breaker.record_success()
+        if quote is not None:
+            return self._store_quote(quote)
         return self._store(series)
 
     def _store(self, series: DailySeries) -> RefreshResult:
@@ -243,6 +264,119 @@ class LiveMarketData(StoredMarketData):
         cache.set(current_key(quote.ticker), point, settings.PAPERTRADE.cache.price_ttl_seconds)
         return RefreshResult(ticker=quote.ticker, point=point, inserted=inserted, updated=updated)
 
+    # --- history: stored bars, topped up when the newest due session is missing ----------
+    def get_price_at(self, ticker: str, when: datetime) -> PricePoint:
+        """The last daily bar at or before ``when``, never carried past the provider's last bar.
+
+        When a newer session's bar is due by ``when`` (NYSE calendar plus grace) than the one
+        stored, and nothing later is stored either (the history ends there; a gap inside it is
+        served, marked stale), one upstream call at interactive priority tops the history up,
+        if one call can bring that session at all (a free key gets the last 100 sessions). If
+        the bar is still missing, MarketDataUnavailable names the latest stored bar's date. A
+        ticker with nothing stored is looked up upstream the same way.
+        """
+        point = self._stored_price_at(ticker, when)
+        if point is not None and (not point.is_stale or self._stored_after(ticker, point)):
+            return point
+        unknown = self._said_unknown(ticker)
+        if point is None and unknown:
+            raise TickerNotFound(ticker)
+        due = self._due_session(at=when)
+        why = ""
+        if not unknown and self._provider_reaches(due):
+            try:
+                self._top_up(ticker)
+            except TickerNotFound:
+                if point is None:
+                    raise
+            except MarketDataUnavailable as exc:
+                why = f" ({exc})"
+            point = self._stored_price_at(ticker, when)
+        if point is None:
+            raise MarketDataUnavailable(
+                f"No prices for {ticker} are stored, and the provider could not be asked{why}."
+            )
+        if point.is_stale:
+            raise MarketDataUnavailable(
+                f"No {ticker} close for {due:%Y-%m-%d} is stored: the latest stored bar is "
+                f"{point.session_date:%Y-%m-%d}{why}."
+            )
+        return point
+
+    def get_price_history(self, ticker: str, start: date, end: date) -> list[PricePoint]:
+        """Stored daily bars from ``start`` to ``end``, oldest first (one index range scan).
+
+        Only when the latest NYSE session due within [start, end] is missing does one upstream
+        call (interactive priority) top the history up, and only if one call can bring that
+        session (a free key's compact answer holds the last 100 sessions; ``full`` needs
+        ``market_data.premium``). When the top-up fails (quota spent, provider down) the stored
+        bars are the answer.
+        """
+        points = self._stored_history(ticker, start, end)
+        if points is not None:
+            due = self._latest_due_session_within(start, end)
+            if due is None or (points and points[-1].session_date >= due):
+                return points  # complete up to the newest session there is to have
+            if not self._provider_reaches(due) or self._said_unknown(ticker):
+                return points
+        elif self._said_unknown(ticker):
+            raise TickerNotFound(ticker)
+        try:
+            self._top_up(ticker)
+        except MarketDataError:  # quota spent, provider down; or it no longer knows the ticker
+            if points is None:
+                raise
+            return points
+        topped_up = self._stored_history(ticker, start, end)
+        if topped_up is None:
+            raise MarketDataUnavailable(f"The prices of {ticker} could not be fetched just now.")
+        return topped_up
+
+    def _top_up(self, ticker: str) -> None:
+        """One upstream call for ``ticker``'s newest bars: single-flight, through the quota at
+        interactive priority (a person asked). After a try, whatever its outcome, reads do not
+        knock again for a while: a provider that is late with a bar, or failing, is not asked
+        on every read."""
+        key = TOPUP_KEY.format(ticker=ticker)
+        if cache.get(key) is not None:
+            return  # tried lately: what is stored is the answer for now
+        try:
+            self.refresh(ticker, priority=Priority.INTERACTIVE)
+        except TickerNotFound:
+            raise
+        except MarketDataError:
+            cache.set(key, "failed", RETRY_STORED_SECONDS)
+            raise
+        cache.set(key, "done", settings.PAPERTRADE.cache.price_ttl_seconds)
+
+    def _said_unknown(self, ticker: str) -> bool:
+        """The provider said lately that it knows no such ticker (the negative cache)."""
+        return cache.get(current_key(ticker)) == NOT_FOUND
+
+    def _stored_after(self, ticker: str, point: PricePoint) -> bool:
+        return PriceHistory.objects.daily(ticker).filter(timestamp__gt=point.as_of).exists()
+
+    def _provider_reaches(self, day: date) -> bool:
+        """Whether one call can bring ``day``'s bar: a premium key's full history can; a free
+        key's compact answer holds only the last 100 sessions up to the provider's newest,
+        which may already be the session that closed minutes ago (so count back from that)."""
+        if settings.PAPERTRADE.market_data.premium:
+            return True
+        cal = nyse()
+        closed = session_date(latest_due_close(self.clock(), timedelta(0)))
+        newest = cal.date_to_session(pd.Timestamp(closed), "previous")
+        oldest = cal.sessions_window(newest, -COMPACT_SESSIONS)[0]
+        return day >= oldest.date()
+
+    def _latest_due_session_within(self, start: date, end: date) -> date | None:
+        """The newest NYSE session from ``start`` to ``end`` whose bar is due by now."""
+        cal = nyse()
+        newest = pd.Timestamp(min(end, self._due_session()))
+        if newest < cal.first_session:
+            return None
+        session = cal.date_to_session(min(newest, cal.last_session), "previous").date()
+        return session if session >= start else None
+
     # --- search ---------------------------------------------------------------------------
     def search_symbols(self, query: str) -> list[SymbolMatch]:
         # Typing costs no quota when something known matches; the provider is asked (once per
@@ -253,7 +387,8 @@ class LiveMarketData(StoredMarketData):
         return _merge(local, self._search_upstream(query.strip()))
 
     def _search_upstream(self, query: str) -> list[SymbolMatch]:
-        key = SEARCH_KEY.format(query=query.lower().encode().hex())
+        # Hashed: 40 characters of UTF-8 in hex outgrow the 250-character key limit.
+        key = SEARCH_KEY.format(query=hashlib.sha256(query.lower().encode()).hexdigest())
         cached = cache.get(key)
         if cached is not None:
             return cached

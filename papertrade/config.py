@@ -46,6 +46,13 @@ class CacheConfig:
     price_ttl_seconds: int
     negative_ttl_seconds: int
     search_ttl_seconds: int
+    error_log_interval_seconds: int
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failures_to_open: int
+    open_seconds: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class Config:
     market_data: MarketDataConfig
     quota: QuotaConfig
     cache: CacheConfig
+    breaker: BreakerConfig
     staleness: StalenessConfig
     refresh: RefreshConfig
     ui: UIConfig
@@ -145,6 +153,11 @@ def _validate(config: Config) -> None:
     for name in ("price_ttl_seconds", "negative_ttl_seconds", "search_ttl_seconds"):
         if getattr(config.cache, name) < 1:
             raise bad(f"cache.{name}", "must be at least 1")
+    if config.cache.error_log_interval_seconds < 0:
+        raise bad("cache.error_log_interval_seconds", "must not be negative")
+    for name in ("failures_to_open", "open_seconds"):
+        if getattr(config.breaker, name) < 1:
+            raise bad(f"breaker.{name}", "must be at least 1")
     if config.staleness.grace_minutes < 0:
         raise bad("staleness.grace_minutes", "must not be negative")
     for key, tz in (

@@ -6,6 +6,7 @@ database-table cache shared by every process, and a filesystem Celery broker. Se
 schedule) lives in ``config.toml``, read by :mod:`papertrade.config`.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -46,6 +47,13 @@ DEBUG = _bool("DEBUG", False)
 # The fallback key only serves a fresh clone on 127.0.0.1; `check --deploy` flags it.
 SECRET_KEY = env.str("SECRET_KEY", default="") or "django-insecure-papertrade-local-only-key"
 ALLOWED_HOSTS = _env("ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost", "[::1]"])
+# Serving anything but this machine in production needs a real key, never the fallback.
+_PUBLIC_HOSTS = sorted(set(ALLOWED_HOSTS) - {"localhost", "127.0.0.1", "[::1]"})
+if not DEBUG and _PUBLIC_HOSTS and not env.str("SECRET_KEY", default=""):
+    raise ImproperlyConfigured(
+        "Environment variable SECRET_KEY is not set: it is required when DEBUG is false and "
+        f"ALLOWED_HOSTS serves {', '.join(_PUBLIC_HOSTS)} (set a long random value)."
+    )
 CSRF_TRUSTED_ORIGINS = _env("CSRF_TRUSTED_ORIGINS", env.list, [])
 
 try:
@@ -67,10 +75,13 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "marketdata",
     "portfolios",
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Near the top: a database that stops answering anywhere below is a 503 page, not a 500.
+    "papertrade.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -80,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "papertrade.urls"
@@ -179,6 +191,9 @@ ALPHA_VANTAGE_BASE_URL = env.str(
     "ALPHA_VANTAGE_BASE_URL", default="https://www.alphavantage.co/query"
 )
 DEMO_PRICES_DIR = BASE_DIR / "data" / "prices"
+# "Which tickers are held", for the scheduled refresh: a dotted path to a function returning
+# a list of tickers, so marketdata never imports portfolios.
+PAPERTRADE_HELD_TICKERS = "portfolios.selectors.held_tickers"
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -190,6 +205,18 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+# Login lockout (django-axes, attempts kept in the database): 5 failures for one username from
+# one IP lock that pair out for 15 minutes; another user or another IP is unaffected.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_USERNAME_CALLABLE = "papertrade.lockout.lockout_username"
 
 # --- Internationalization -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -232,5 +259,15 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # With Redis down, django-redis logs each ignored cache error: once per interval is enough.
+    "filters": {
+        "once_per_interval": {
+            "()": "papertrade.logging.OncePerInterval",
+            "seconds": PAPERTRADE.cache.error_log_interval_seconds,
+        }
+    },
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django_redis.cache": {"filters": ["once_per_interval"]},
+    },
 }

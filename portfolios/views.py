@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -12,6 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from marketdata.port import MarketDataError, TickerNotFound, get_price_port
@@ -51,7 +51,8 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user)
+        # Two backends (the lockout guard, then the password check): name the one that vouched.
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}. Create a portfolio to start.")
         return redirect("dashboard")
     status = INVALID if form.errors else 200
@@ -304,6 +305,7 @@ def stock_search(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     try:
         symbol = normalize_ticker(ticker)
@@ -320,19 +322,27 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
         point, error = None, str(exc)
     else:
         error = ""
-    chart = ""
-    if point is not None:
-        from portfolios.charts import price_chart
+    from portfolios import charts  # plotly loads on the first chart, not at start-up
 
-        start = point.session_date - timedelta(days=366)
-        history = port.get_price_history(symbol, start, point.session_date)
-        chart = price_chart(symbol, history)
+    chart_range = charts.chart_range(request.GET.get("range"))
+    history, chart_error = [], ""
+    if point is not None:
+        # Up to the bar just read: the history needs nothing from upstream that it did not.
+        end = point.session_date
+        try:
+            history = port.get_price_history(symbol, charts.range_start(chart_range, end), end)
+        except MarketDataError as exc:
+            chart_error = str(exc)
     portfolios = Portfolio.objects.for_user(request.user).only("id", "name")
     context = {
         "ticker": symbol,
         "point": point,
         "error": error,
-        "chart": chart,
+        "chart": charts.price_chart(symbol, history) if history else "",
+        "chart_error": chart_error,
+        "chart_range": chart_range,
+        "chart_ranges": charts.CHART_RANGE_LABELS,
+        "latest_bar": history[-1] if history else None,
         "portfolios": portfolios,
         "change": (point.price - point.previous_close) if point and point.previous_close else None,
         "change_pct": ((point.price - point.previous_close) / point.previous_close * 100).quantize(
@@ -341,4 +351,7 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
         if point and point.previous_close
         else None,
     }
-    return render(request, "portfolios/stock_detail.html", context)
+    template = "portfolios/stock_detail.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#chart"  # a range button: the chart alone
+    return render(request, template, context)

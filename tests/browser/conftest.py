@@ -11,9 +11,20 @@ import pytest
 
 REQUIRE_SERVICES = os.environ.get("PAPERTRADE_REQUIRE_SERVICES") == "1"
 
-# Playwright's sync API runs an event loop in the test's thread; Django then refuses ORM calls
-# from that thread ("SynchronousOnlyOperation") unless told the calls are safe, as they are here.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+@pytest.fixture(scope="package", autouse=True)
+def _orm_beside_playwright():
+    """Playwright's sync API runs an event loop in the test's thread; Django then refuses ORM
+    calls from that thread ("SynchronousOnlyOperation") unless told they are safe, as they are
+    here. Set for the browser tests only, so no other test (or its subprocesses) inherits it."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -34,8 +45,8 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def chromium():
+@pytest.fixture(scope="package")
+def chromium(_orm_beside_playwright):
     """One headless Chromium for the session."""
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"no Chromium at {CHROMIUM}: install it with `apt-get install chromium`")
