@@ -52,3 +52,16 @@ ci:
 
 clean:
 	rm -rf $(VENV) var staticfiles
+
+# Benchmarks of PRODUCT §7 (bench/README.md): PostgreSQL database pt_bench and Redis db 10 on
+# 127.0.0.1 (BENCH_DATABASE_URL, BENCH_REDIS_URL override), a few minutes; writes
+# bench/results/summary.md. `make bench BENCH_ARGS=--full` runs more rounds.
+.PHONY: bench
+BENCH_VENV := var/bench-venv
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed
+	$(PY) bench/run_all.py $(BENCH_ARGS)
