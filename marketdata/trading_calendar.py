@@ -5,6 +5,7 @@ Named ``trading_calendar`` so as not to shadow the standard library's ``calendar
 
 from __future__ import annotations
 
+import threading
 import zoneinfo
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
@@ -16,8 +17,18 @@ NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 CLOSE_TIME = time(16, 0)
 
 
-@cache
+_build_lock = threading.Lock()
+
+
 def nyse() -> exchange_calendars.ExchangeCalendar:
+    """The calendar, built once per process (about 0.5 s of CPU): under a lock, so that the
+    concurrent first requests of a fresh worker wait for one build instead of each doing it."""
+    with _build_lock:
+        return _nyse()
+
+
+@cache
+def _nyse() -> exchange_calendars.ExchangeCalendar:
     # Wide enough for the bundled history (from 1999) and a year ahead.
     return exchange_calendars.get_calendar("XNYS", start="1990-01-02")
 
