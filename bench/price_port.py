@@ -21,51 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 
 
-class CacheCounter:
-    """Counts the outermost calls to the Django cache (each one a Redis round-trip)."""
-
-    METHODS = ("get", "get_many", "set", "set_many", "add", "delete", "delete_many", "incr")
-
-    def __init__(self) -> None:
-        from django.core.cache import cache
-
-        self.cache = cache
-        self.calls: list[str] = []
-        self._depth = 0
-        self._saved = {}
-        for name in self.METHODS:
-            real = getattr(cache, name)
-            self._saved[name] = real
-            setattr(cache, name, self._wrap(name, real))
-
-    def _wrap(self, name, real):
-        def call(*args, **kwargs):
-            if self._depth == 0:
-                self.calls.append(name)
-            self._depth += 1
-            try:
-                return real(*args, **kwargs)
-            finally:
-                self._depth -= 1
-
-        return call
-
-    def close(self) -> None:
-        for name in self.METHODS:
-            delattr(self.cache, name)
-
-
 def counts(fn) -> tuple[int, int]:
     """(SQL queries, cache round-trips) of one call of ``fn``."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    spy = CacheCounter()
-    try:
-        with CaptureQueriesContext(connection) as q:
-            fn()
-    finally:
-        spy.close()
+    from marketdata.testing.cache_calls import CacheCalls
+
+    with CacheCalls() as spy, CaptureQueriesContext(connection) as q:
+        fn()
     return len(q.captured_queries), len(spy.calls)
 
 

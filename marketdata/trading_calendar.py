@@ -55,8 +55,3 @@ def latest_due_close(now: datetime, grace: timedelta) -> datetime:
         return close_of(session_date(now - grace))
     last_close = cal.previous_close(moment + pd.Timedelta(minutes=1))
     return close_of(session_date(last_close.to_pydatetime()))
-
-
-def is_stale(as_of: datetime, now: datetime, grace: timedelta) -> bool:
-    """True when a newer daily bar than the one closing at ``as_of`` is due by ``now``."""
-    return session_date(as_of) < session_date(latest_due_close(now, grace))

@@ -10,35 +10,10 @@ from django.test.utils import CaptureQueriesContext
 
 from marketdata.port import PricePoint, Source, TickerNotFound
 from marketdata.services import StoredMarketData, current_key, forget_current_prices
+from marketdata.testing.cache_calls import CacheCalls
 from marketdata.tests.factories import store_bars, store_series
 
 pytestmark = pytest.mark.django_db
-
-
-class CacheSpy:
-    """Counts the calls that reach the real cache (each one a round-trip to Redis)."""
-
-    METHODS = ("get", "get_many", "set", "set_many", "add", "delete", "delete_many")
-
-    def __init__(self, monkeypatch):
-        self.calls: list[str] = []
-        self.depth = 0
-        for name in self.METHODS:
-            real = getattr(cache, name)
-            monkeypatch.setattr(cache, name, self._counting(name, real))
-
-    def _counting(self, name, real):
-        def call(*args, **kwargs):
-            # Only the outermost call is ours (the database cache's set_many calls set).
-            if self.depth == 0:
-                self.calls.append(name)
-            self.depth += 1
-            try:
-                return real(*args, **kwargs)
-            finally:
-                self.depth -= 1
-
-        return call
 
 
 def price_queries(captured: CaptureQueriesContext) -> list[str]:
@@ -105,13 +80,12 @@ def test_a_database_hit_warms_the_cache(aapl):
     assert price_queries(queries) == []
 
 
-def test_a_whole_portfolio_costs_one_cache_round_trip_and_one_query(db, monkeypatch):
+def test_a_whole_portfolio_costs_one_cache_round_trip_and_one_query(db):
     for i in range(50):
         store_series(f"T{i}", date(2023, 11, 10), ["10.0000", f"{11 + i}.0000"])
     tickers = [f"T{i}" for i in range(50)] + ["NOPE"]
-    spy = CacheSpy(monkeypatch)
     port = port_at("2023-11-11 15:00")
-    with CaptureQueriesContext(connection) as queries:
+    with CacheCalls() as spy, CaptureQueriesContext(connection) as queries:
         cold = port.get_current_prices(tickers)
     assert len(price_queries(queries)) == 1
     assert spy.calls == ["get_many", "set_many"]
@@ -119,8 +93,7 @@ def test_a_whole_portfolio_costs_one_cache_round_trip_and_one_query(db, monkeypa
     assert cold["T7"].previous_close == Decimal("10.0000")
     assert isinstance(cold["NOPE"], TickerNotFound)
 
-    spy.calls.clear()
-    with CaptureQueriesContext(connection) as queries:
+    with CacheCalls() as spy, CaptureQueriesContext(connection) as queries:
         warm = port.get_current_prices(tickers)
     assert spy.calls == ["get_many"]
     # Only the unknown ticker is asked of the database again.

@@ -12,10 +12,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from marketdata.testing.cache_calls import CacheCalls
 from marketdata.tests.factories import store_bars
 from portfolios.models import Holding, Portfolio, Transaction
 
@@ -26,34 +26,6 @@ MAX_CACHE_ROUND_TRIPS = 2
 LEDGER_ROWS = 10_000
 HOLDINGS = (1, 10, 50)
 CACHE_TABLE = "papertrade_cache"  # settings.CACHES on the embedded default
-
-
-class CacheCalls:
-    """Counts calls into the Django cache, outermost only (each one round-trip on Redis; the
-    database cache's ``set_many`` calls its own ``set``, and that is still one call of ours)."""
-
-    METHODS = (
-        "get", "get_many", "set", "set_many", "add", "delete", "delete_many", "incr", "decr",
-        "touch", "has_key", "get_or_set",
-    )  # fmt: skip
-
-    def __init__(self, monkeypatch) -> None:
-        self.calls: list[str] = []
-        self._depth = 0
-        for name in self.METHODS:
-            monkeypatch.setattr(cache, name, self._counting(name, getattr(cache, name)))
-
-    def _counting(self, name, real):
-        def call(*args, **kwargs):
-            if self._depth == 0:
-                self.calls.append(name)
-            self._depth += 1
-            try:
-                return real(*args, **kwargs)
-            finally:
-                self._depth -= 1
-
-        return call
 
 
 def page_queries(captured: CaptureQueriesContext) -> list[str]:
@@ -123,8 +95,7 @@ def portfolios(user, stored_prices) -> dict[int, Portfolio]:
 def warm_cost(client, url: str) -> tuple[list[str], list[str], bytes]:
     """(page queries, cache calls, body) of a request made after one that warmed the cache."""
     assert client.get(url).status_code == 200
-    with pytest.MonkeyPatch.context() as patch, CaptureQueriesContext(connection) as captured:
-        spy = CacheCalls(patch)
+    with CacheCalls() as spy, CaptureQueriesContext(connection) as captured:
         response = client.get(url)
     assert response.status_code == 200
     return page_queries(captured), spy.calls, response.content

@@ -113,3 +113,14 @@ def offline_prices(settings, transactional_db):
 
     settings.ALPHA_VANTAGE_API_KEY = ""
     return store_bars("AAPL", [(date(2023, 11, 9), "182.4100"), (date(2023, 11, 10), "186.4000")])
+
+
+def log_in(page, url: str, username: str, password: str) -> None:
+    """Log in through the login form and land on the dashboard."""
+    from playwright.sync_api import expect
+
+    page.goto(url + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(url + "/")

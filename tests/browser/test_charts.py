@@ -11,6 +11,7 @@ except ImportError:  # the `chromium` fixture skips (or fails in CI) and says wh
     expect = None
 
 from marketdata.tests.factories import store_series
+from tests.browser.conftest import log_in  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -24,14 +25,6 @@ POINTS = (
 
 def weekdays(start: date, end: date) -> int:
     return sum((start + timedelta(days=i)).weekday() < 5 for i in range((end - start).days + 1))
-
-
-def log_in(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(url + "/")
 
 
 def test_a_range_button_redraws_the_chart_without_a_reload(

@@ -17,16 +17,9 @@ except ImportError:  # the `chromium` fixture skips (or fails in CI) and says wh
 from marketdata.services import current_key, get_market_data
 from portfolios.models import Transaction
 from portfolios.services import portfolio_buy, portfolio_create
+from tests.browser.conftest import log_in  # noqa: E402
 
 pytestmark = pytest.mark.browser
-
-
-def log_in(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(url + "/")
 
 
 def test_ticker_autocomplete_and_header_search(

@@ -7,7 +7,7 @@ try:
 except ImportError:  # the conftest skips (or fails in CI) without Playwright
     expect = None
 
-from tests.browser.test_live_page import log_in
+from tests.browser.conftest import log_in
 
 pytestmark = pytest.mark.browser
 
