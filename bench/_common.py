@@ -78,6 +78,7 @@ def setup(*, child: bool = False, migrate: bool = True, **extra_env: str) -> Non
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
+    RESULTS_DIR.mkdir(exist_ok=True)
     if not child:
         _ensure_database(env["DATABASE_URL"])
     import django

@@ -6,29 +6,30 @@ Two layouts are read, told apart by their header: ours, ``date,open,high,low,clo
 not matter.
 
 A file is loaded whole or not at all: a first pass streams it and checks every row, a second
-pass streams it again and upserts in batches inside one transaction. Memory stays flat in the
-file's size: rows are never all held at once, and duplicate dates are found with a bitmap of
-day numbers.
+pass streams it again and writes it inside one transaction (on PostgreSQL with ``COPY`` into a
+staging table and one upsert, ``storage.copy_daily_bars``; elsewhere in batches of
+``upsert_daily_bars``). Memory stays flat in the file's size: rows are never all held at once,
+and duplicate dates are found with a bitmap of day numbers.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from marketdata.models import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
 from marketdata.port import Source
 from marketdata.services import forget_current_prices
-from marketdata.storage import upsert_daily_bars
+from marketdata.storage import copy_daily_bars, upsert_daily_bars
 from marketdata.tickers import InvalidTicker, normalize_ticker
 
 COLUMNS = ("open", "high", "low", "close", "volume")
@@ -37,10 +38,20 @@ HEADERS = {
     ("timestamp", *COLUMNS): "alpha_vantage",
 }
 BATCH_SIZE = 5_000
+ROWS_PER_COMMIT = 50_000  # see import_price_files
 MAX_REPORTED_PROBLEMS = 20
+T = TypeVar("T")
 
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 PRICE_RE = re.compile(r"[+-]?\d+(?:\.\d+)?")
+# A row in the plain form (no quotes, spaces or signs; prices of at most 14 digits and
+# PRICE_DECIMAL_PLACES decimals; volume below 10**18): what _row can settle fast.
+_PLAIN_PRICE = (
+    rf"(\d{{1,{PRICE_MAX_DIGITS - PRICE_DECIMAL_PLACES}}}(?:\.\d{{1,{PRICE_DECIMAL_PLACES}}})?)"
+)
+PLAIN_ROW = re.compile(
+    rf"(\d{{4}}-\d{{2}}-\d{{2}}),{_PLAIN_PRICE},{_PLAIN_PRICE},{_PLAIN_PRICE},{_PLAIN_PRICE},(\d{{1,18}})"
+)
 VOLUME_RE = re.compile(r"\d+")
 PRICE_LIMIT = Decimal(10) ** (PRICE_MAX_DIGITS - PRICE_DECIMAL_PLACES)
 VOLUME_LIMIT = 2**63  # BigIntegerField
@@ -106,31 +117,123 @@ def import_price_file(
     Raises PriceFileError listing the bad rows (``PATH:LINE: what``) and stores nothing if the
     file cannot be read or any row is bad. Bars already stored with the same prices and volume
     are left untouched (counted ``unchanged``); differing ones are overwritten (``updated``).
-    The cached current price of the ticker is forgotten afterwards.
+    The cached current price of the ticker is forgotten once the transaction commits (which is
+    the caller's, if it called inside one).
     """
-    path = Path(path)
-    ticker = _ticker_for(path, ticker)
-    rows = _check(path, progress)
+    checked = _checked(Path(path), ticker, progress)
     if progress is not None:
-        progress.reset(total=rows)
-
-    inserted = updated = 0
-    fetched_at = timezone.now()
+        progress.reset(total=checked.rows)
     with transaction.atomic():
-        for batch in _batched(_good_bars(path), batch_size):
-            added, changed = _store(ticker, batch, fetched_at)
-            inserted, updated = inserted + added, updated + changed
-            if progress is not None:
-                progress.update(len(batch))
-    forget_current_prices([ticker])
-    return ImportResult(
-        path=str(path),
-        ticker=ticker,
-        rows=rows,
-        inserted=inserted,
-        updated=updated,
-        unchanged=rows - inserted - updated,
-    )
+        [result] = _write([checked], progress, batch_size)
+    return result
+
+
+def import_price_files(
+    paths: Iterable[Path | str],
+    *,
+    ticker: str | None = None,
+    rows_per_commit: int | None = None,
+) -> Iterator[ImportResult | PriceFileError]:
+    """``import_price_file`` for many files: each file's result or error, in order.
+
+    Each file is still loaded whole or not at all, but good files are written and committed
+    together until they hold ``rows_per_commit`` rows (default ``ROWS_PER_COMMIT``): a commit,
+    a ``COPY`` and an upsert per small file would cost more than the file. Results are yielded
+    once their group committed. An error (KeyboardInterrupt included) while a group is written
+    rolls back that group only.
+    """
+    rows_per_commit = rows_per_commit or ROWS_PER_COMMIT
+    group: list[_Checked] = []
+    for path in paths:
+        try:
+            checked = _checked(Path(path), ticker, None)
+        except PriceFileError as exc:
+            yield exc
+            continue
+        if any(c.ticker == checked.ticker for c in group):
+            yield from _commit(group)  # one upsert must not write a bar twice
+            group = []
+        group.append(checked)
+        if sum(c.rows for c in group) >= rows_per_commit:
+            yield from _commit(group)
+            group = []
+    if group:
+        yield from _commit(group)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A file whose every row was found good, as it was then (size, modification time)."""
+
+    path: Path
+    ticker: str
+    rows: int
+    plain: bool  # every row in the plain form (see _row)
+    version: tuple[int, int] | None
+
+
+def _checked(path: Path, ticker: str | None, progress: Progress | None) -> _Checked:
+    ticker = _ticker_for(path, ticker)
+    version = _version(path)
+    rows, plain = _check(path, progress)
+    return _Checked(path, ticker, rows, plain, version)
+
+
+def _commit(group: list[_Checked]) -> list[ImportResult | PriceFileError]:
+    try:
+        with transaction.atomic():
+            return list(_write(group, None, BATCH_SIZE))
+    except PriceFileError as exc:
+        if len(group) == 1:
+            return [exc]
+    # A file changed after its check: load the group's files one by one, so that only it fails.
+    results: list[ImportResult | PriceFileError] = []
+    for checked in group:
+        try:
+            with transaction.atomic():
+                results += _write([checked], None, BATCH_SIZE)
+        except PriceFileError as exc:
+            results.append(exc)
+    return results
+
+
+def _write(files: list[_Checked], progress: Progress | None, batch_size: int) -> list[ImportResult]:
+    """Store the bars of checked files (of distinct tickers); runs in the caller's transaction."""
+    fetched_at = timezone.now()
+    if connection.vendor == "postgresql":
+        counts = copy_daily_bars(
+            chunks=_csv_chunks(files, batch_size, progress),
+            source=Source.IMPORT,
+            fetched_at=fetched_at,
+        )
+    else:
+        counts = {}
+        for checked in files:
+            inserted = updated = 0
+            for batch in _batched(_good_bars(checked), batch_size):
+                added, changed = upsert_daily_bars(
+                    ticker=checked.ticker, bars=batch, source=Source.IMPORT, fetched_at=fetched_at
+                )
+                inserted, updated = inserted + added, updated + changed
+                if progress is not None:
+                    progress.update(len(batch))
+            counts[checked.ticker] = (inserted, updated)
+    tickers = [checked.ticker for checked in files]
+    transaction.on_commit(lambda: forget_current_prices(tickers))
+    results = []
+    for checked in files:
+        inserted, updated = counts.get(checked.ticker, (0, 0))
+        results.append(
+            ImportResult(
+                path=str(checked.path),
+                ticker=checked.ticker,
+                rows=checked.rows,
+                inserted=inserted,
+                updated=updated,
+                unchanged=checked.rows - inserted - updated,
+            )
+        )
+    return results
 
 
 def _ticker_for(path: Path, ticker: str | None) -> str:
@@ -153,42 +256,100 @@ def _ticker_for(path: Path, ticker: str | None) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _check(path: Path, progress: Progress | None) -> int:
-    """Stream the whole file once; return its row count or raise PriceFileError."""
+def _check(path: Path, progress: Progress | None) -> tuple[int, bool]:
+    """Stream the whole file once: (its row count, whether every row is plain), or raise
+    PriceFileError."""
     problems: list[str] = []
     count = rows = 0
+    all_plain = True
     seen = bytearray(date.max.toordinal() // 8 + 1)  # one bit per possible day: 457 kB
-    for line, parsed in _read(path):
-        if isinstance(parsed, Bar):
+    for line, text, problem in _lines(path):
+        if problem is None:
             rows += 1
-            day = parsed.day.toordinal()
-            if seen[day >> 3] & (1 << (day & 7)):
-                parsed = f"the date {parsed.day} appears on an earlier line too"
+            parsed = _row(text)
+            if not isinstance(parsed, str):
+                day = parsed[0].toordinal()
+                if seen[day >> 3] & (1 << (day & 7)):
+                    problem = f"the date {parsed[0]} appears on an earlier line too"
+                else:
+                    seen[day >> 3] |= 1 << (day & 7)
+                all_plain = all_plain and parsed[2]
             else:
-                seen[day >> 3] |= 1 << (day & 7)
+                problem = parsed
             if progress is not None and rows % BATCH_SIZE == 0:
                 progress.update(BATCH_SIZE)
-        if isinstance(parsed, str):
+        if problem is not None:
             count += 1
             if len(problems) < MAX_REPORTED_PROBLEMS:
-                problems.append(f"{path}:{line}: {parsed}" if line else f"{path}: {parsed}")
+                problems.append(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
     if count:
         raise PriceFileError(path, problems, count)
-    return rows
+    return rows, all_plain
 
 
-def _good_bars(path: Path) -> Iterator[Bar]:
-    """The bars of a file already checked; a problem now means it changed underneath us."""
-    for line, parsed in _read(path):
+def _version(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+def _good_rows(checked: _Checked) -> Iterator[str]:
+    """Each row of a checked file, as plain CSV (``day,open,high,low,close,volume``).
+
+    Plain rows pass as they are: the check vouched for them, and the file is the one checked
+    if its size and modification time are (looked at before and after).
+    """
+    path = checked.path
+    _same_file(checked)
+    if checked.plain:
+        for line, text, problem in _lines(path):
+            if problem is not None:
+                raise PriceFileError(path, [f"{path}:{line}: {problem} (the file changed)"])
+            yield text
+        _same_file(checked)
+        return
+    for line, text, problem in _lines(path):
+        if problem is None and PLAIN_ROW.fullmatch(text):
+            yield text
+            continue
+        parsed = _row(text) if problem is None else problem
         if isinstance(parsed, str):
             raise PriceFileError(path, [f"{path}:{line}: {parsed} (the file changed)"])
-        yield parsed
+        yield parsed[1]
+    _same_file(checked)
 
 
-def _batched(bars: Iterator[Bar], size: int) -> Iterator[list[Bar]]:
-    batch: list[Bar] = []
-    for bar in bars:
-        batch.append(bar)
+def _same_file(checked: _Checked) -> None:
+    if _version(checked.path) != checked.version:
+        raise PriceFileError(
+            checked.path, [f"{checked.path}: the file changed while it was being loaded"]
+        )
+
+
+def _csv_chunks(files: list[_Checked], size: int, progress: Progress | None) -> Iterator[str]:
+    """The rows of checked files as CSV text, ``ticker,day,open,high,low,close,volume``, at
+    most ``size`` rows a chunk."""
+    for checked in files:
+        prefix = checked.ticker + ","
+        for batch in _batched(_good_rows(checked), size):
+            yield "".join([prefix + row + "\n" for row in batch])
+            if progress is not None:
+                progress.update(len(batch))
+
+
+def _good_bars(checked: _Checked) -> Iterator[Bar]:
+    for text in _good_rows(checked):
+        bar = _parse(text.split(","))
+        assert isinstance(bar, Bar), bar  # _row wrote it from a good bar
+        yield bar
+
+
+def _batched(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
         if len(batch) >= size:
             yield batch
             batch = []
@@ -196,38 +357,75 @@ def _batched(bars: Iterator[Bar], size: int) -> Iterator[list[Bar]]:
         yield batch
 
 
-def _read(path: Path) -> Iterator[tuple[int, Bar | str]]:
+def _lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
+    """(line number, text, None) for each non-blank line after a good header, or
+    (line number, "", what is wrong) when the file cannot be read on."""
     line = 0
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next((row for row in reader if row), None)  # past blank lines
-            line = reader.line_num
+        with path.open(encoding="utf-8-sig") as f:  # universal newlines: \n, \r\n, \r
+            numbered = enumerate(f, start=1)
+            line, header = next(((n, t) for n, t in numbered if t.strip("\r\n")), (0, None))
             if header is None:
-                yield 0, "the file is empty"
+                yield 0, "", "the file is empty"
                 return
-            if tuple(cell.strip().lower() for cell in header) not in HEADERS:
-                found = ",".join(header)
+            cells = next(csv.reader([header]), [])
+            if tuple(cell.strip().lower() for cell in cells) not in HEADERS:
+                found = header.rstrip("\r\n")
                 found = found if len(found) <= 80 else found[:77] + "..."
                 expected = " or ".join(",".join(h) for h in HEADERS)
-                yield line, f"the header should be {expected}; found {found!r}"
+                yield line, "", f"the header should be {expected}; found {found!r}"
                 return
-            for row in reader:
-                line = reader.line_num
-                if row:  # a blank line is no row
-                    yield line, _parse(row)
+            for line, text in numbered:
+                text = text.rstrip("\r\n")
+                if text:  # a blank line is no row
+                    yield line, text, None
     except FileNotFoundError:
-        yield 0, "no such file"
+        yield 0, "", "no such file"
     except IsADirectoryError:
-        yield 0, "is a directory, not a file"
+        yield 0, "", "is a directory, not a file"
     except PermissionError:
-        yield 0, "cannot read the file (permission denied)"
+        yield 0, "", "cannot read the file (permission denied)"
     except UnicodeDecodeError:
-        yield line + 1, "not UTF-8 text; is this a CSV file?"
+        yield line + 1, "", "not UTF-8 text; is this a CSV file?"
     except csv.Error as exc:
-        yield line + 1, f"not readable as CSV ({exc})"
+        yield line, "", f"not readable as CSV ({exc})"
     except OSError as exc:
-        yield 0, f"cannot read the file ({exc.strerror or exc})"
+        yield 0, "", f"cannot read the file ({exc.strerror or exc})"
+
+
+def _row(text: str) -> tuple[date, str, bool] | str:
+    """(day, the row as plain CSV, whether it was so already) for a good row, or what is wrong
+    with it.
+
+    Nearly every row of a real file is plain (``2023-11-10,183.9700,...,66177922``): a regex
+    and a few float comparisons settle those. Anything else (quotes, spaces, signs, or a
+    problem) goes through the full parser, which also words the complaint.
+    """
+    match = PLAIN_ROW.fullmatch(text)
+    if match is not None:
+        raw_day, raw_open, raw_high, raw_low, raw_close, _ = match.groups()
+        try:
+            day = date.fromisoformat(raw_day)
+        except ValueError:
+            day = None
+        high, low = float(raw_high), float(raw_low)
+        # Rounding to float keeps order, so only a tie needs the exact comparison.
+        if (
+            day is not None
+            and low > 0
+            and float(raw_open) > 0
+            and float(raw_close) > 0
+            and (high > low or (high == low and Decimal(raw_high) >= Decimal(raw_low)))
+        ):
+            return day, text, True
+    try:
+        cells = next(csv.reader([text]))
+    except csv.Error as exc:
+        return f"not readable as CSV ({exc})"
+    parsed = _parse(cells)
+    if isinstance(parsed, str):
+        return parsed
+    return parsed.day, ",".join(map(str, (parsed.day.isoformat(), *parsed[1:]))), False
 
 
 def _parse(row: list[str]) -> Bar | str:
@@ -280,11 +478,3 @@ def _parse_price(name: str, raw: str) -> Decimal | str:
     if value >= PRICE_LIMIT:
         return f"{name} {raw} is too large"
     return value
-
-
-# --- storing --------------------------------------------------------------------------------
-
-
-def _store(ticker: str, batch: list[Bar], fetched_at: datetime) -> tuple[int, int]:
-    """Upsert the bars of ``batch`` that are new or differ from the stored ones."""
-    return upsert_daily_bars(ticker=ticker, bars=batch, source=Source.IMPORT, fetched_at=fetched_at)

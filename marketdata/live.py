@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -362,6 +361,8 @@ class LiveMarketData(StoredMarketData):
         which may already be the session that closed minutes ago (so count back from that)."""
         if settings.PAPERTRADE.market_data.premium:
             return True
+        import pandas as pd  # loaded with the calendar (see trading_calendar)
+
         cal = nyse()
         closed = session_date(latest_due_close(self.clock(), timedelta(0)))
         newest = cal.date_to_session(pd.Timestamp(closed), "previous")
@@ -370,6 +371,8 @@ class LiveMarketData(StoredMarketData):
 
     def _latest_due_session_within(self, start: date, end: date) -> date | None:
         """The newest NYSE session from ``start`` to ``end`` whose bar is due by now."""
+        import pandas as pd
+
         cal = nyse()
         newest = pd.Timestamp(min(end, self._due_session()))
         if newest < cal.first_session:

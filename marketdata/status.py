@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Max, Min
@@ -32,6 +32,9 @@ from marketdata.services import (
     upstream_status,
 )
 from marketdata.trading_calendar import latest_due_close, nyse, session_date
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MISSING_SHOWN = 10  # missing sessions listed per ticker; the rest are counted
 
@@ -207,6 +210,8 @@ def coverage_gaps(tickers: list[str]) -> list[CoverageGap]:
 
 
 def _sessions(first: date, last: date) -> pd.DatetimeIndex:
+    import pandas as pd  # loaded with the calendar (see trading_calendar)
+
     cal = nyse()
     start = max(pd.Timestamp(first), cal.first_session)
     end = min(pd.Timestamp(last), cal.last_session)

@@ -7,9 +7,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from django.db import IntegrityError, connection, transaction
+
 from marketdata.models import Interval, PriceHistory
 from marketdata.port import Source
-from marketdata.trading_calendar import close_of
+from marketdata.trading_calendar import CLOSE_TIME, NEW_YORK, close_of
 
 UPDATE_FIELDS = ["open", "high", "low", "close", "volume", "source", "fetched_at"]
 
@@ -75,3 +77,92 @@ def upsert_daily_bars(
             update_fields=UPDATE_FIELDS,
         )
     return inserted, updated
+
+
+# The staging table of ``copy_daily_bars``: one per connection, emptied at every commit.
+STAGE_TABLE = "marketdata_bar_stage"
+
+
+def copy_daily_bars(
+    *, chunks: Iterable[str], source: str, fetched_at: datetime
+) -> dict[str, tuple[int, int]]:
+    """``upsert_daily_bars`` for PostgreSQL and many rows: {ticker: (inserted, updated)}.
+
+    ``chunks`` is CSV text of checked rows, ``ticker,day,open,high,low,close,volume``, in as
+    many pieces as the caller likes (the whole is never held at once); a (ticker, day) must not
+    come twice. The rows are streamed with ``COPY`` into a temporary table and written by one
+    ``INSERT … SELECT``. When nothing is stored yet over the staged tickers' date ranges (a
+    first load), that is a plain insert; otherwise ``ON CONFLICT DO UPDATE`` skips unchanged
+    bars and, like ``upsert_daily_bars``, never lets an automatic source overwrite an imported
+    bar, and ``RETURNING (xmax = 0)`` tells inserted rows from updated ones. (The plain insert
+    is some 40% faster; if a bar lands meanwhile, its unique violation sends the load down the
+    upsert.) Runs inside the caller's transaction. A ticker with nothing written is left out.
+    """
+    table = PriceHistory._meta.db_table
+    q = connection.ops.quote_name
+    values = ", ".join(q(f) for f in ("open", "high", "low", "close", "volume"))
+    params = {
+        "interval": Interval.DAILY,
+        "close": CLOSE_TIME,
+        "zone": NEW_YORK.key,
+        "source": source,
+        "fetched_at": fetched_at,
+        "import": Source.IMPORT,
+    }
+    stamp = "(day + %(close)s::time) AT TIME ZONE %(zone)s"
+    insert = f"""
+        INSERT INTO {table} AS stored
+            (ticker, "interval", "timestamp", {values}, source, fetched_at)
+        SELECT ticker, %(interval)s, {stamp}, {values}, %(source)s, %(fetched_at)s
+        FROM {STAGE_TABLE}
+    """  # noqa: S608 (only the model's own table and column names are interpolated)
+    upsert = f"""
+        ON CONFLICT (ticker, "interval", "timestamp") DO UPDATE SET
+            {", ".join(f"{q(f)} = EXCLUDED.{q(f)}" for f in UPDATE_FIELDS)}
+        WHERE (stored.open, stored.high, stored.low, stored.close, stored.volume)
+              IS DISTINCT FROM
+              (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
+          AND (stored.source <> %(import)s OR EXCLUDED.source = %(import)s)
+    """
+    count = """
+        RETURNING ticker, (xmax = 0) AS inserted
+    )
+    SELECT ticker, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+    FROM written GROUP BY ticker
+    """
+    with connection.cursor() as cursor:
+        # One round trip; the DELETE empties what an earlier call of this transaction staged.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE_TABLE} ("  # noqa: S608 (a constant)
+            "ticker varchar(10) NOT NULL, day date NOT NULL, open numeric NOT NULL, "
+            "high numeric NOT NULL, low numeric NOT NULL, close numeric NOT NULL, volume bigint"
+            f") ON COMMIT DELETE ROWS; DELETE FROM {STAGE_TABLE}"
+        )
+        with cursor.copy(f"COPY {STAGE_TABLE} FROM STDIN (FORMAT csv)") as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        cursor.execute(
+            f"""
+            SELECT EXISTS (
+                SELECT FROM (
+                    SELECT ticker, min(day) AS first_day, max(day) AS last_day
+                    FROM {STAGE_TABLE} GROUP BY ticker
+                ) staged
+                JOIN {table} stored ON stored.ticker = staged.ticker
+                    AND stored."interval" = %(interval)s
+                    AND stored."timestamp" BETWEEN
+                        ((first_day + %(close)s::time) AT TIME ZONE %(zone)s)
+                        AND ((last_day + %(close)s::time) AT TIME ZONE %(zone)s)
+            )
+            """,  # noqa: S608 (only the model's own table and column names are interpolated)
+            params,
+        )
+        if not cursor.fetchone()[0]:
+            try:
+                with transaction.atomic():
+                    cursor.execute(f"WITH written AS ({insert} {count}", params)
+                    return {t: (inserted, updated) for t, inserted, updated in cursor.fetchall()}
+            except IntegrityError:
+                pass  # a bar was stored meanwhile: upsert
+        cursor.execute(f"WITH written AS ({insert} {upsert} {count}", params)
+        return {t: (inserted, updated) for t, inserted, updated in cursor.fetchall()}

@@ -1,6 +1,9 @@
 """The NYSE trading calendar (from ``exchange_calendars``), and session/close times.
 
 Named ``trading_calendar`` so as not to shadow the standard library's ``calendar``.
+``exchange_calendars`` and pandas take most of a second to import, so they load on first use:
+processes that never need the calendar (``import_prices --from-file``, ``migrate``) start
+without them.
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ import threading
 import zoneinfo
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
+from typing import TYPE_CHECKING
 
-import exchange_calendars
-import pandas as pd
+if TYPE_CHECKING:
+    import exchange_calendars
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 CLOSE_TIME = time(16, 0)
@@ -29,6 +33,8 @@ def nyse() -> exchange_calendars.ExchangeCalendar:
 
 @cache
 def _nyse() -> exchange_calendars.ExchangeCalendar:
+    import exchange_calendars
+
     # Wide enough for the bundled history (from 1999) and a year ahead.
     return exchange_calendars.get_calendar("XNYS", start="1990-01-02")
 
@@ -49,6 +55,8 @@ def latest_due_close(now: datetime, grace: timedelta) -> datetime:
     A bar becomes due ``grace`` after its session closes: on Saturday the latest due close is
     Friday's, and it stays so until Monday's close plus grace.
     """
+    import pandas as pd
+
     cal = nyse()
     moment = pd.Timestamp(now - grace)
     if moment <= cal.first_minute or moment > cal.last_minute:

@@ -3,20 +3,30 @@
 import csv
 import os
 import signal
+import threading
 import time
 from datetime import date
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import transaction
+from django.utils import timezone
 
-from marketdata.importing import PriceFileError, import_price_file
+from marketdata import importing
+from marketdata.importing import (
+    PriceFileError,
+    _checked,
+    _commit,
+    import_price_file,
+    import_price_files,
+)
 from marketdata.models import Interval, PriceHistory
 from marketdata.port import Source
 from marketdata.services import get_market_data
+from marketdata.storage import copy_daily_bars
 from marketdata.tests.factories import store_bars
 from marketdata.trading_calendar import close_of
 
@@ -118,6 +128,86 @@ def test_it_needs_a_ticker_when_the_file_name_is_none():
     assert not PriceHistory.objects.exists()
 
 
+def test_bars_either_side_of_the_dst_changes_are_stamped_at_the_close(tmp_path):
+    days = ["2023-03-10", "2023-03-13", "2023-11-03", "2023-11-06", "1999-01-04", "2030-06-03"]
+    path = write_csv(tmp_path, "XYZ.csv", [HEADER, *(f"{d},1,1,1,1,0" for d in days)])
+
+    import_price_file(path=path)
+
+    assert sorted(PriceHistory.objects.values_list("timestamp", flat=True)) == sorted(
+        close_of(date.fromisoformat(d)) for d in days
+    )
+
+
+def test_rows_in_other_spellings_load_with_the_same_values(tmp_path):
+    path = write_csv(
+        tmp_path,
+        "ABC.csv",
+        [
+            HEADER,
+            '"2023-11-06","10.0000","11","9.5","10.5000","1000"',
+            " 2023-11-07 , +10.5 ,12.0000, 10 ,11.75, 2000 ",
+            "2023-11-09,11.7500,11.8000,11.0000,11.2500,1500",
+        ],
+    )
+
+    result = import_price_file(path=path)
+
+    assert result.inserted == 3
+    assert bars_stored("ABC") == bars_in_file(write_csv(tmp_path, "REF.csv", [HEADER, *GOOD_ROWS]))
+
+
+def test_high_and_low_are_compared_exactly_beyond_float_precision(tmp_path):
+    # As floats these two are equal; as decimals the high is below the low.
+    big, bigger = "99999999999999.9998", "99999999999999.9999"
+    row = f"2023-11-08,{big},{big},{bigger},{big},1"
+    path = write_csv(tmp_path, "ABC.csv", [HEADER, row])
+
+    with pytest.raises(PriceFileError, match="ABC.csv:2: high 99999999999999.9998 is below low"):
+        import_price_file(path=path)
+
+    equal = row.replace(bigger, big)
+    assert import_price_file(path=write_csv(tmp_path, "ABC.csv", [HEADER, equal])).inserted == 1
+
+
+def test_several_files_in_one_transaction_each_store_only_their_own_rows(tmp_path):
+    first = write_csv(tmp_path, "ABC.csv", [HEADER, *GOOD_ROWS])
+    second = write_csv(tmp_path, "XYZ.csv", [HEADER, GOOD_ROWS[0]])
+
+    with transaction.atomic():
+        results = [import_price_file(path=first), import_price_file(path=second)]
+
+    assert [(r.ticker, r.inserted) for r in results] == [("ABC", 3), ("XYZ", 1)]
+    assert PriceHistory.objects.daily("ABC").count() == 3
+    assert PriceHistory.objects.daily("XYZ").count() == 1
+
+
+@pytest.mark.postgres  # COPY is PostgreSQL's
+def test_the_copy_load_never_lets_a_provider_overwrite_an_imported_bar():
+    store_bars("ABC", [(date(2023, 11, 6), "10.0000")], source=Source.IMPORT)
+    store_bars("ABC", [(date(2023, 11, 7), "10.0000")], source=Source.ALPHA_VANTAGE)
+
+    counts = copy_daily_bars(
+        chunks=[
+            "ABC,2023-11-06,20,21,19,20,5\nABC,2023-11-07,20,21,19,20,5\n",
+            "ABC,2023-11-08,1,1,1,1,\nXYZ,2023-11-08,1,1,1,1,1\n",
+        ],
+        source=Source.ALPHA_VANTAGE,
+        fetched_at=timezone.now(),
+    )
+
+    assert counts == {"ABC": (1, 1), "XYZ": (1, 0)}
+    closes = dict(PriceHistory.objects.daily("ABC").values_list("timestamp", "close"))
+    assert closes == {
+        close_of(date(2023, 11, 6)): Decimal("10.0000"),  # imported by hand: kept
+        close_of(date(2023, 11, 7)): Decimal("20.0000"),
+        close_of(date(2023, 11, 8)): Decimal("1.0000"),
+    }
+    assert (
+        PriceHistory.objects.get(ticker="ABC", timestamp=close_of(date(2023, 11, 8))).volume is None
+    )
+
+
 # --- idempotent upserts ---------------------------------------------------------------------
 
 
@@ -185,6 +275,22 @@ def test_an_interrupted_load_stores_nothing_of_the_file():
     assert not PriceHistory.objects.exists()
 
 
+def test_a_file_changed_between_check_and_load_loads_nothing(tmp_path):
+    path = write_csv(tmp_path, "ABC.csv", [HEADER, *GOOD_ROWS])
+
+    class Rewriter:  # reset() comes between the check and the load
+        def reset(self, total=None):
+            path.write_text("\n".join([HEADER, *GOOD_ROWS, GOOD_ROWS[0]]) + "\n")
+
+        def update(self, n=1):
+            pass
+
+    with pytest.raises(PriceFileError, match="ABC.csv: the file changed while it was being loaded"):
+        import_price_file(path=path, progress=Rewriter())
+
+    assert not PriceHistory.objects.exists()
+
+
 def test_the_real_aapl_history_loads_in_full():
     result = import_price_file(path=OUR_AAPL)
 
@@ -196,14 +302,21 @@ def test_the_real_aapl_history_loads_in_full():
     assert closes[close_of(date(2020, 8, 31))] == Decimal("129.0400")
 
 
-def test_the_cached_current_price_is_forgotten_after_an_import(tmp_path):
+def test_the_cached_current_price_is_forgotten_once_the_import_commits(
+    tmp_path, django_capture_on_commit_callbacks
+):
     store_bars("AAPL", [(date(2023, 11, 9), "182.4100")])
     assert get_market_data().get_current_price("AAPL").price == Decimal("182.4100")  # cached now
     path = write_csv(
         tmp_path, "AAPL.csv", [HEADER, "2023-11-10,183.9700,186.5700,183.5300,186.4000,66177922"]
     )
 
-    import_price_file(path=path)
+    with django_capture_on_commit_callbacks() as callbacks:
+        import_price_file(path=path)
+        # Until the commit, other processes still read the old bar: the cache may keep it.
+        assert get_market_data().get_current_price("AAPL").price == Decimal("182.4100")
+    for callback in callbacks:
+        callback()
 
     assert get_market_data().get_current_price("AAPL").price == Decimal("186.4000")
 
@@ -329,6 +442,52 @@ def test_a_good_file_loads_beside_a_bad_one(tmp_path):
     assert set(PriceHistory.objects.values_list("ticker", flat=True)) == {"IBM"}
 
 
+def test_files_commit_in_groups_and_a_bad_one_fails_alone(tmp_path):
+    files = [write_csv(tmp_path, f"T{i}.csv", [HEADER, *GOOD_ROWS]) for i in range(5)]
+    files[3].write_text("\n".join([HEADER, GOOD_ROWS[0], GOOD_ROWS[0]]) + "\n")
+
+    outcomes = list(import_price_files(files, rows_per_commit=4))
+
+    # T0 and T1 make 6 rows ≥ 4: committed; T3 is refused before T2's group is committed.
+    assert [type(o).__name__ for o in outcomes] == [
+        "ImportResult",
+        "ImportResult",
+        "PriceFileError",
+        "ImportResult",
+        "ImportResult",
+    ]
+    assert "T3.csv:3: the date 2023-11-06 appears on an earlier line too" in str(outcomes[2])
+    results = [o for o in outcomes if not isinstance(o, PriceFileError)]
+    assert [(o.ticker, o.inserted) for o in results] == [("T0", 3), ("T1", 3), ("T2", 3), ("T4", 3)]
+    assert PriceHistory.objects.filter(ticker="T3").count() == 0
+    assert PriceHistory.objects.count() == 12
+
+
+def test_files_of_one_ticker_are_loaded_in_order_the_last_one_winning(tmp_path):
+    first = write_csv(tmp_path, "a.csv", [HEADER, *GOOD_ROWS])
+    changed = GOOD_ROWS[2].replace(",11.2500,", ",11.3000,")
+    second = write_csv(tmp_path, "b.csv", [HEADER, changed])
+
+    outcomes = list(import_price_files([first, second], ticker="ABC"))
+
+    assert [(o.inserted, o.updated, o.unchanged) for o in outcomes] == [(3, 0, 0), (0, 1, 0)]
+    bar = PriceHistory.objects.get(ticker="ABC", timestamp=close_of(date(2023, 11, 9)))
+    assert bar.close == Decimal("11.3000")
+
+
+def test_a_file_changed_after_its_check_fails_alone_in_its_group(tmp_path):
+    files = [write_csv(tmp_path, f"T{i}.csv", [HEADER, *GOOD_ROWS]) for i in range(3)]
+    group = [_checked(path, None, None) for path in files]
+    files[1].write_text("\n".join([HEADER, *GOOD_ROWS, "2023-11-10,1,1,1,1,1"]) + "\n")
+
+    outcomes = _commit(group)
+
+    assert isinstance(outcomes[1], PriceFileError)
+    assert "T1.csv: the file changed while it was being loaded" in str(outcomes[1])
+    assert [(o.ticker, o.inserted) for o in (outcomes[0], outcomes[2])] == [("T0", 3), ("T2", 3)]
+    assert sorted(set(PriceHistory.objects.values_list("ticker", flat=True))) == ["T0", "T2"]
+
+
 def test_a_missing_file_fails_the_command_naming_it(tmp_path):
     err = StringIO()
 
@@ -350,34 +509,33 @@ def test_tickers_cannot_be_fetched_without_a_provider_key(settings):
         run("AAPL", "IBM")
 
 
-def test_sigterm_stops_cleanly_between_files(tmp_path):
-    second = write_csv(tmp_path, "ABC.csv", [HEADER, *GOOD_ROWS])
+def test_sigterm_keeps_what_was_committed_and_says_how_to_finish(tmp_path, monkeypatch):
+    monkeypatch.setattr(importing, "ROWS_PER_COMMIT", 50)  # IBM's 100 rows commit alone
+    fifo = tmp_path / "ABC.csv"
+    os.mkfifo(fifo)
     third = write_csv(tmp_path, "XYZ.csv", [HEADER, *GOOD_ROWS])
 
-    def terminated_during_the_second(*, path, **kwargs):
-        if path == second:
+    def terminate_while_the_fifo_is_read():
+        # Opening the write end waits for the command to open the FIFO; it then waits to read.
+        with open(fifo, "w"):
             os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)  # the handler raises here
-        return import_price_file(path=path, **kwargs)
+            time.sleep(1)
 
     before = signal.getsignal(signal.SIGTERM)
+    killer = threading.Thread(target=terminate_while_the_fifo_is_read)
+    killer.start()
     out = StringIO()
-    with (
-        mock.patch(
-            "marketdata.management.commands.import_prices.import_price_file",
-            side_effect=terminated_during_the_second,
-        ),
-        pytest.raises(CommandError, match=r"Interrupted while loading .*ABC\.csv"),
-    ):
+    with pytest.raises(CommandError, match=r"Interrupted: 2 files not loaded .* run the same"):
         call_command(
             "import_prices",
             "--from-file",
             str(OUR_IBM),
-            str(second),
+            str(fifo),
             str(third),
             stdout=out,
             stderr=StringIO(),
         )
+    killer.join()
 
     assert out.getvalue().splitlines()[-1].startswith("Imported 1 of 3 files: 100 rows inserted")
     assert set(PriceHistory.objects.values_list("ticker", flat=True)) == {"IBM"}
