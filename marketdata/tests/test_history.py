@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from django.db import connection
 
-from marketdata.port import MarketDataUnavailable, TickerNotFound
-from marketdata.services import StoredMarketData, get_market_data, history_rows
+from marketdata.port import MarketDataUnavailable, PricePoint, TickerNotFound
+from marketdata.services import StoredMarketData, get_market_data, history_query
 from marketdata.testing.fake_alpha_vantage import daily_series
 from marketdata.tests.factories import store_bars, store_series
 from marketdata.trading_calendar import latest_due_close, nyse, session_date
@@ -87,6 +87,34 @@ def test_history_is_oldest_first_and_bounded_by_its_dates_in_one_query(
     # A weekend at either end adds nothing; a range with no bars is empty, not an error.
     assert port.get_price_history("HIST", date(2023, 9, 30), date(2023, 10, 8)) == week
     assert port.get_price_history("HIST", date(2023, 12, 1), date(2023, 12, 31)) == []
+
+
+def test_history_points_are_the_stored_bars_exactly(db):
+    stored = store_bars("EXACT", [(date(2023, 3, 10), "10.5000"), (date(2023, 3, 13), "11.2500")])
+
+    points = port_at("2023-03-14 12:00").get_price_history(
+        "EXACT", date(2023, 3, 1), date(2023, 3, 31)
+    )
+
+    # Across the DST change, the same instants and values as the rows, built the usual way.
+    assert points == [
+        PricePoint(
+            ticker="EXACT",
+            price=bar.close,
+            as_of=bar.timestamp,
+            source=bar.source,
+            open=bar.open,
+            high=bar.high,
+            low=bar.low,
+            close=bar.close,
+            volume=bar.volume,
+        )
+        for bar in stored
+    ]
+    assert [p.as_of.utcoffset() for p in points] == [timedelta(0), timedelta(0)]
+    assert [p.as_of.hour for p in points] == [21, 20]  # 16:00 EST, then 16:00 EDT
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        points[0].price = Decimal("1")
 
 
 # --- the live port: topping up from upstream --------------------------------------------------
@@ -233,12 +261,12 @@ def test_a_year_of_one_ticker_among_many_is_one_index_range_scan():
     with connection.cursor() as cursor:
         cursor.execute(LOAD_20_YEARS)
         cursor.execute("ANALYZE marketdata_pricehistory")
-    year_plan = history_rows("T017", date(2023, 1, 1), date(2023, 12, 31)).explain(analyze=True)
+    year_plan = history_query("T017", date(2023, 1, 1), date(2023, 12, 31)).explain(analyze=True)
     print(f"\nOne year:\n{year_plan}")
     assert year_plan.startswith("Index Scan using pricehistory_unique_bar"), year_plan
     assert "Sort" not in year_plan, year_plan
     # Twenty years: the planner may read that index's range as a bitmap and sort; never a Seq Scan.
-    all_plan = history_rows("T017", date(2004, 1, 1), date(2023, 12, 31)).explain(analyze=True)
+    all_plan = history_query("T017", date(2004, 1, 1), date(2023, 12, 31)).explain(analyze=True)
     print(f"\nTwenty years:\n{all_plan}")
     assert "pricehistory_unique_bar" in all_plan and "Seq Scan" not in all_plan, all_plan
     year = StoredMarketData().get_price_history("T017", date(2023, 1, 1), date(2023, 12, 31))
