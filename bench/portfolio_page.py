@@ -16,7 +16,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
-from price_port import CacheCounter  # noqa: E402
 
 HOLDINGS = (1, 10, 50)
 
@@ -36,6 +35,8 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
     from django_redis import get_redis_connection
+
+    from marketdata.testing.cache_calls import CacheCalls
 
     tickers = c.ticker_names(args.tickers)
     c.seed_bars({t: c.sessions(252) for t in tickers})
@@ -64,12 +65,8 @@ def main() -> None:
             redis.delete(*keys)
 
     def measure_counts(url: str) -> tuple[int, int]:
-        spy = CacheCounter()
-        try:
-            with CaptureQueriesContext(connection) as q:
-                get(url)
-        finally:
-            spy.close()
+        with CacheCalls() as spy, CaptureQueriesContext(connection) as q:
+            get(url)
         return len(q.captured_queries), len(spy.calls)
 
     pages = {}

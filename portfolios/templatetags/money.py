@@ -1,6 +1,10 @@
 from decimal import Decimal
+from urllib.parse import quote
 
 from django import template
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from portfolios.money import format_money
 
@@ -41,3 +45,86 @@ def pct(value) -> str:
     if value is None or value == "":
         return "—"
     return f"{Decimal(value):+,.2f}%"
+
+
+@register.filter
+def market_time(value, seconds: bool = False):
+    """``<time datetime="…">2023-11-10 16:00 EST</time>`` in the market's time zone (the active
+    one): what ``|date:"Y-m-d H:i T"`` in a ``<time>`` gives, at a tenth of its cost (tables
+    show dozens). ``|market_time:True`` shows the seconds and not the date."""
+    if not value:
+        return ""
+    local = timezone.localtime(value)
+    shown = f"{local:%H:%M:%S}" if seconds else f"{local:%Y-%m-%d %H:%M}"
+    return format_html('<time datetime="{}">{} {}</time>', local.isoformat(), shown, local.tzname())
+
+
+@register.simple_tag
+def price_cell(point) -> str:
+    """A price with its as-of time, source and stale badge (``point``: a PricePoint)."""
+    stale = (
+        format_html(
+            '<span class="badge stale" title="{}">stale</span>',
+            "A newer close should exist; this is the latest price stored.",
+        )
+        if point.is_stale
+        else ""
+    )
+    return format_html(
+        '<span class="price">{}</span>\n<small class="as-of" title="Source: {}">as of {} · {}'
+        "</small>\n{}",
+        price(point.price),
+        point.source_label,
+        market_time(point.as_of),
+        point.source_label,
+        stale,
+    )
+
+
+def _sign(value) -> str:
+    return "neg" if value is not None and value < 0 else "pos" if value else ""
+
+
+@register.simple_tag
+def holding_row(row) -> str:
+    """One row of the holdings table (``row``: a selectors.HoldingRow).
+
+    Built here rather than in the template: the page shows up to hundreds of rows and polls
+    them, and the template language spends ~0.3 ms a row resolving its two dozen variables.
+    """
+    if row.price is not None:
+        price_html = price_cell(row.price)
+    else:
+        price_html = format_html(
+            '<span class="badge error" title="{}">unavailable</span>', row.price_error
+        )
+    gain_pct = f" ({pct(row.unrealized_gain_pct)})" if row.unrealized_gain_pct is not None else ""
+    day_pct = f" ({pct(row.day_change_pct)})" if row.day_change_pct is not None else ""
+    return format_html(
+        '<tr data-ticker="{ticker}">\n'
+        '  <th scope="row"><a href="{url}">{ticker}</a></th>\n'
+        '  <td class="num">{quantity}</td>\n'
+        '  <td class="num">{average_cost}</td>\n'
+        '  <td class="price-cell">{price}</td>\n'
+        '  <td class="num market-value">{value}</td>\n'
+        '  <td class="num {gain_sign}">{gain}{gain_pct}</td>\n'
+        '  <td class="num {day_sign}">{day}{day_pct}</td>\n'
+        '  <td class="num">{weight}</td>\n'
+        '  <td><a class="button small" href="?side=SELL&amp;ticker={quoted}#trade-panel">Sell</a>'
+        "</td>\n"
+        "</tr>",
+        ticker=row.ticker,
+        url=reverse("stock_detail", args=[row.ticker]),
+        quantity=shares(row.quantity),
+        average_cost=price(row.average_cost),
+        price=price_html,
+        value=money(row.market_value),
+        gain_sign=_sign(row.unrealized_gain),
+        gain=money(row.unrealized_gain),
+        gain_pct=gain_pct,
+        day_sign=_sign(row.day_change),
+        day=money(row.day_change),
+        day_pct=day_pct,
+        weight=f"{row.weight_pct}%" if row.weight_pct is not None else "",
+        quoted=quote(row.ticker),
+    )
