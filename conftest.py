@@ -55,11 +55,17 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.skip(reason="needs Redis: set REDIS_URL"))
 
 
+DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
+
+
 @pytest.fixture(autouse=True)
-def _fresh_cache(django_db_setup, django_db_blocker):
-    """Each test starts with an empty cache, as it starts with an empty test database."""
-    with django_db_blocker.unblock():
-        cache.clear()
+def _fresh_cache(request, django_db_setup, django_db_blocker):
+    """Each test using the database starts with an empty cache, as with an empty test
+    database. A session of tests that use none sets no test database up, so their settings
+    still name the configured ones: those are left alone."""
+    if request.node.get_closest_marker("django_db") or DB_FIXTURES & set(request.fixturenames):
+        with django_db_blocker.unblock():
+            cache.clear()
 
 
 @pytest.fixture(autouse=True)

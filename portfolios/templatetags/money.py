@@ -5,6 +5,7 @@ from django import template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from portfolios.money import format_money
 
@@ -54,9 +55,10 @@ def market_time(value, seconds: bool = False):
     show dozens). ``|market_time:True`` shows the seconds and not the date."""
     if not value:
         return ""
-    local = timezone.localtime(value)
+    local = value.astimezone(timezone.get_current_timezone())
     shown = f"{local:%H:%M:%S}" if seconds else f"{local:%Y-%m-%d %H:%M}"
-    return format_html('<time datetime="{}">{} {}</time>', local.isoformat(), shown, local.tzname())
+    # Every part comes from the datetime and the zone database: nothing to escape.
+    return mark_safe(f'<time datetime="{local.isoformat()}">{shown} {local.tzname()}</time>')  # noqa: S308
 
 
 @register.simple_tag
@@ -127,4 +129,33 @@ def holding_row(row) -> str:
         day_pct=day_pct,
         weight=f"{row.weight_pct}%" if row.weight_pct is not None else "",
         quoted=quote(row.ticker),
+    )
+
+
+@register.simple_tag
+def transaction_row(t) -> str:
+    """One row of the transactions table (``t``: a Transaction); see holding_row for why."""
+    if t.price_as_of:
+        stale = mark_safe(' <span class="badge stale">stale</span>') if t.price_was_stale else ""
+        as_of = format_html("{} · {}{}", market_time(t.price_as_of), t.price_source_label, stale)
+    else:
+        as_of = ""
+    return format_html(
+        "<tr>\n"
+        "  <td>{when}</td>\n"
+        "  <td>{kind}</td>\n"
+        "  <td>{ticker}</td>\n"
+        '  <td class="num">{quantity}</td>\n'
+        '  <td class="num">{price}</td>\n'
+        '  <td class="num {sign}">{cash}</td>\n'
+        "  <td>{as_of}</td>\n"
+        "</tr>",
+        when=market_time(t.executed_at),
+        kind=t.get_kind_display(),
+        ticker=t.ticker,
+        quantity=shares(t.quantity) if t.quantity else "",
+        price=price(t.price) if t.price else "",
+        sign="neg" if t.cash_change < 0 else "pos",
+        cash=money(t.cash_change),
+        as_of=as_of,
     )

@@ -1,5 +1,6 @@
 """The formatting tags of the portfolio pages: times in the market's zone, the price cell."""
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -8,6 +9,7 @@ from django.template import Context, Template
 from django.utils import timezone
 
 from marketdata.port import PricePoint, Source
+from portfolios.models import Transaction
 from portfolios.selectors import HoldingRow
 from portfolios.templatetags.money import market_time, price_cell
 
@@ -117,3 +119,46 @@ def test_a_holding_row_without_a_price_says_why_escaped(db):
     assert 'title="No price for &quot;XYZ&quot; &lt;now&gt;">unavailable</span>' in html
     assert '<td class="num ">—</td>' in html  # no gain known: a dash, no sign
     assert '<td class="num"></td>' in html  # no weight
+
+
+def test_a_transaction_row_shows_a_trade_and_its_price_source():
+    buy = Transaction(
+        kind=Transaction.Kind.BUY,
+        ticker="AAPL",
+        quantity=Decimal("2.0000"),
+        price=Decimal("186.4000"),
+        cash_change=Decimal("-372.80"),
+        executed_at=datetime(2023, 11, 13, 15, 0, tzinfo=UTC),
+        price_as_of=datetime(2023, 11, 10, 21, 0, tzinfo=UTC),
+        price_source=Source.IMPORT,
+        price_was_stale=True,
+    )
+    with timezone.override("America/New_York"):
+        html = render("{% transaction_row t %}", t=buy)
+
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", html)
+    assert cells == [
+        '<time datetime="2023-11-13T10:00:00-05:00">2023-11-13 10:00 EST</time>',
+        "Buy",
+        "AAPL",
+        "2",
+        "$186.40",
+        "-$372.80",
+        '<time datetime="2023-11-10T16:00:00-05:00">2023-11-10 16:00 EST</time> · '
+        f'{Source.LABELS[Source.IMPORT]} <span class="badge stale">stale</span>',
+    ]
+    assert '<td class="num neg">-$372.80</td>' in html
+
+
+def test_a_deposit_row_leaves_the_trade_cells_empty():
+    deposit = Transaction(
+        kind=Transaction.Kind.DEPOSIT,
+        ticker="",
+        cash_change=Decimal("1000.00"),
+        executed_at=datetime(2023, 11, 13, 15, 0, tzinfo=UTC),
+    )
+
+    html = render("{% transaction_row t %}", t=deposit)
+
+    assert '<td class="num"></td>\n  <td class="num"></td>' in html
+    assert '<td class="num pos">$1,000.00</td>\n  <td></td>' in html
