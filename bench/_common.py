@@ -430,8 +430,8 @@ class Gunicorn:
     def __init__(
         self,
         *,
-        workers: int = 2,
-        threads: int = 4,
+        workers: int = 4,
+        threads: int = 2,
         env: dict | None = None,
         log: Path | None = None,
         app: str = "papertrade.wsgi",

@@ -5,7 +5,7 @@ ticker → upstream calls counted (target: exactly 1).
 
 Two ways, each over several fresh tickers:
 - port: 4 processes × 25 threads call ``get_current_price(T)`` at the same instant;
-- http: 100 concurrent GETs of the stock page /stocks/T/ through gunicorn (2 workers × 4
+- http: 100 concurrent GETs of the stock page /stocks/T/ through gunicorn (4 workers × 2
   threads, as the Procfile), each from a different logged-in session.
 The fake Alpha Vantage answers after ``--delay`` seconds (a real call takes about that long),
 and the quota is made roomy, so only the single-flight lock can keep the count at 1.
@@ -154,7 +154,7 @@ def main() -> None:
                 flush=True,
             )
         if tickers_http:
-            with c.Gunicorn(workers=2, threads=4, env=env) as server:
+            with c.Gunicorn(env=env) as server:
                 warm = run_http_round(server.url, "B0001", cookies[:16])  # calendars built
                 assert all(o == "ok" for _, o in warm), warm
                 for t in tickers_http:
