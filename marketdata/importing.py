@@ -169,14 +169,15 @@ class _Checked:
     ticker: str
     rows: int
     plain: bool  # every row in the plain form (see _row)
+    first_day: date | None
+    last_day: date | None
     version: tuple[int, int] | None
 
 
 def _checked(path: Path, ticker: str | None, progress: Progress | None) -> _Checked:
     ticker = _ticker_for(path, ticker)
     version = _version(path)
-    rows, plain = _check(path, progress)
-    return _Checked(path, ticker, rows, plain, version)
+    return _Checked(path, ticker, *_check(path, progress), version)
 
 
 def _commit(group: list[_Checked]) -> list[ImportResult | PriceFileError]:
@@ -202,7 +203,8 @@ def _write(files: list[_Checked], progress: Progress | None, batch_size: int) ->
     fetched_at = timezone.now()
     if connection.vendor == "postgresql":
         counts = copy_daily_bars(
-            chunks=_csv_chunks(files, batch_size, progress),
+            chunks=lambda: _csv_chunks(files, batch_size, progress),
+            ranges={f.ticker: (f.first_day, f.last_day) for f in files if f.rows},
             source=Source.IMPORT,
             fetched_at=fetched_at,
         )
@@ -256,13 +258,14 @@ def _ticker_for(path: Path, ticker: str | None) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _check(path: Path, progress: Progress | None) -> tuple[int, bool]:
-    """Stream the whole file once: (its row count, whether every row is plain), or raise
-    PriceFileError."""
+def _check(path: Path, progress: Progress | None) -> tuple[int, bool, date | None, date | None]:
+    """Stream the whole file once: (its row count, whether every row is plain, its first and
+    last day), or raise PriceFileError."""
     problems: list[str] = []
     count = rows = 0
     all_plain = True
     seen = bytearray(date.max.toordinal() // 8 + 1)  # one bit per possible day: 457 kB
+    first, last = date.max.toordinal(), 0
     for line, text, problem in _lines(path):
         if problem is None:
             rows += 1
@@ -273,6 +276,7 @@ def _check(path: Path, progress: Progress | None) -> tuple[int, bool]:
                     problem = f"the date {parsed[0]} appears on an earlier line too"
                 else:
                     seen[day >> 3] |= 1 << (day & 7)
+                    first, last = min(first, day), max(last, day)
                 all_plain = all_plain and parsed[2]
             else:
                 problem = parsed
@@ -284,7 +288,9 @@ def _check(path: Path, progress: Progress | None) -> tuple[int, bool]:
                 problems.append(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
     if count:
         raise PriceFileError(path, problems, count)
-    return rows, all_plain
+    if not rows:
+        return 0, all_plain, None, None
+    return rows, all_plain, date.fromordinal(first), date.fromordinal(last)
 
 
 def _version(path: Path) -> tuple[int, int] | None:
@@ -328,13 +334,14 @@ def _same_file(checked: _Checked) -> None:
         )
 
 
-def _csv_chunks(files: list[_Checked], size: int, progress: Progress | None) -> Iterator[str]:
-    """The rows of checked files as CSV text, ``ticker,day,open,high,low,close,volume``, at
-    most ``size`` rows a chunk."""
+def _csv_chunks(
+    files: list[_Checked], size: int, progress: Progress | None
+) -> Iterator[tuple[str, str]]:
+    """(ticker, CSV text of its rows, ``day,open,high,low,close,volume``) for the rows of
+    checked files, at most ``size`` rows a chunk."""
     for checked in files:
-        prefix = checked.ticker + ","
         for batch in _batched(_good_rows(checked), size):
-            yield "".join([prefix + row + "\n" for row in batch])
+            yield checked.ticker, "\n".join(batch) + "\n"
             if progress is not None:
                 progress.update(len(batch))
 

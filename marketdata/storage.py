@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -84,52 +85,97 @@ STAGE_TABLE = "marketdata_bar_stage"
 
 
 def copy_daily_bars(
-    *, chunks: Iterable[str], source: str, fetched_at: datetime
+    *,
+    chunks: Callable[[], Iterable[tuple[str, str]]],
+    ranges: Mapping[str, tuple[date, date]],
+    source: str,
+    fetched_at: datetime,
 ) -> dict[str, tuple[int, int]]:
     """``upsert_daily_bars`` for PostgreSQL and many rows: {ticker: (inserted, updated)}.
 
-    ``chunks`` is CSV text of checked rows, ``ticker,day,open,high,low,close,volume``, in as
-    many pieces as the caller likes (the whole is never held at once); a (ticker, day) must not
-    come twice. The rows are streamed with ``COPY`` into a temporary table and written by one
-    ``INSERT … SELECT``. When nothing is stored yet over the staged tickers' date ranges (a
-    first load), that is a plain insert; otherwise ``ON CONFLICT DO UPDATE`` skips unchanged
-    bars and, like ``upsert_daily_bars``, never lets an automatic source overwrite an imported
-    bar, and ``RETURNING (xmax = 0)`` tells inserted rows from updated ones. (The plain insert
-    is some 40% faster; if a bar lands meanwhile, its unique violation sends the load down the
-    upsert.) Runs inside the caller's transaction. A ticker with nothing written is left out.
+    ``chunks()`` gives (ticker, CSV text of checked rows ``day,open,high,low,close,volume``,
+    day as YYYY-MM-DD), in as many pieces as it likes (the whole is never held at once); a
+    (ticker, day) must not come twice, and ``ranges`` holds each ticker's first and last day.
+    Runs inside the caller's transaction; a ticker with nothing written is left out.
+
+    When nothing is stored yet over those ranges (a first load), the rows are streamed with
+    ``COPY`` straight into the table. Otherwise, or if a bar lands meanwhile (its unique
+    violation rolls the copy back), they are streamed into a temporary table and written by one
+    ``INSERT … SELECT … ON CONFLICT DO UPDATE`` that skips unchanged bars and, like
+    ``upsert_daily_bars``, never lets an automatic source overwrite an imported bar; ``RETURNING
+    (xmax = 0)`` tells inserted rows from updated ones. (The direct copy takes some 40% less
+    time than the staged upsert.)
     """
+    if not _stored_within(ranges):
+        try:
+            with transaction.atomic():
+                return _copy_new_bars(chunks(), source=source, fetched_at=fetched_at)
+        except IntegrityError:
+            pass  # a bar was stored meanwhile: stage and upsert
+    return _stage_and_upsert(chunks(), source=source, fetched_at=fetched_at)
+
+
+def _stored_within(ranges: Mapping[str, tuple[date, date]]) -> bool:
+    """Whether any daily bar is stored for a ticker of ``ranges`` within its range."""
+    tickers = list(ranges)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT EXISTS (
+                SELECT FROM unnest(%(tickers)s::text[], %(firsts)s::date[], %(lasts)s::date[])
+                    AS staged (ticker, first_day, last_day)
+                JOIN {PriceHistory._meta.db_table} stored ON stored.ticker = staged.ticker
+                    AND stored."interval" = %(interval)s
+                    AND stored."timestamp" BETWEEN
+                        ((first_day + %(close)s::time) AT TIME ZONE %(zone)s)
+                        AND ((last_day + %(close)s::time) AT TIME ZONE %(zone)s)
+            )
+            """,  # noqa: S608 (only the model's own table name is interpolated)
+            {
+                "tickers": tickers,
+                "firsts": [ranges[t][0] for t in tickers],
+                "lasts": [ranges[t][1] for t in tickers],
+                "interval": Interval.DAILY,
+                "close": CLOSE_TIME,
+                "zone": NEW_YORK.key,
+            },
+        )
+        return cursor.fetchone()[0]
+
+
+def _copy_new_bars(
+    chunks: Iterable[tuple[str, str]], *, source: str, fetched_at: datetime
+) -> dict[str, tuple[int, int]]:
+    q = connection.ops.quote_name
+    columns = ("ticker", "interval", "timestamp", "open", "high", "low", "close", "volume")
+    columns += ("source", "fetched_at")
+    # PostgreSQL reads "2023-11-10 16:00 America/New_York" as that moment: the close, in UTC.
+    at_close = f" {CLOSE_TIME:%H:%M} {NEW_YORK.key}"
+    tail = f",{source},{fetched_at.isoformat()}\n"
+    counts: Counter[str] = Counter()
+    # wrap_database_errors: COPY's psycopg errors become Django's (the IntegrityError above).
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.copy(
+            f"COPY {PriceHistory._meta.db_table} ({', '.join(map(q, columns))}) "
+            "FROM STDIN (FORMAT csv)"
+        ) as copy,
+    ):
+        for ticker, text in chunks:
+            head = f"{ticker},{Interval.DAILY},"
+            rows = text.splitlines()
+            counts[ticker] += len(rows)
+            copy.write("".join([f"{head}{row[:10]}{at_close}{row[10:]}{tail}" for row in rows]))
+    return {ticker: (n, 0) for ticker, n in counts.items()}
+
+
+def _stage_and_upsert(
+    chunks: Iterable[tuple[str, str]], *, source: str, fetched_at: datetime
+) -> dict[str, tuple[int, int]]:
     table = PriceHistory._meta.db_table
     q = connection.ops.quote_name
     values = ", ".join(q(f) for f in ("open", "high", "low", "close", "volume"))
-    params = {
-        "interval": Interval.DAILY,
-        "close": CLOSE_TIME,
-        "zone": NEW_YORK.key,
-        "source": source,
-        "fetched_at": fetched_at,
-        "import": Source.IMPORT,
-    }
-    stamp = "(day + %(close)s::time) AT TIME ZONE %(zone)s"
-    insert = f"""
-        INSERT INTO {table} AS stored
-            (ticker, "interval", "timestamp", {values}, source, fetched_at)
-        SELECT ticker, %(interval)s, {stamp}, {values}, %(source)s, %(fetched_at)s
-        FROM {STAGE_TABLE}
-    """  # noqa: S608 (only the model's own table and column names are interpolated)
-    upsert = f"""
-        ON CONFLICT (ticker, "interval", "timestamp") DO UPDATE SET
-            {", ".join(f"{q(f)} = EXCLUDED.{q(f)}" for f in UPDATE_FIELDS)}
-        WHERE (stored.open, stored.high, stored.low, stored.close, stored.volume)
-              IS DISTINCT FROM
-              (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
-          AND (stored.source <> %(import)s OR EXCLUDED.source = %(import)s)
-    """
-    count = """
-        RETURNING ticker, (xmax = 0) AS inserted
-    )
-    SELECT ticker, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
-    FROM written GROUP BY ticker
-    """
     with connection.cursor() as cursor:
         # One round trip; the DELETE empties what an earlier call of this transaction staged.
         cursor.execute(
@@ -139,30 +185,34 @@ def copy_daily_bars(
             f") ON COMMIT DELETE ROWS; DELETE FROM {STAGE_TABLE}"
         )
         with cursor.copy(f"COPY {STAGE_TABLE} FROM STDIN (FORMAT csv)") as copy:
-            for chunk in chunks:
-                copy.write(chunk)
+            for ticker, text in chunks:
+                copy.write("".join([f"{ticker},{row}\n" for row in text.splitlines()]))
         cursor.execute(
             f"""
-            SELECT EXISTS (
-                SELECT FROM (
-                    SELECT ticker, min(day) AS first_day, max(day) AS last_day
-                    FROM {STAGE_TABLE} GROUP BY ticker
-                ) staged
-                JOIN {table} stored ON stored.ticker = staged.ticker
-                    AND stored."interval" = %(interval)s
-                    AND stored."timestamp" BETWEEN
-                        ((first_day + %(close)s::time) AT TIME ZONE %(zone)s)
-                        AND ((last_day + %(close)s::time) AT TIME ZONE %(zone)s)
+            WITH written AS (
+                INSERT INTO {table} AS stored
+                    (ticker, "interval", "timestamp", {values}, source, fetched_at)
+                SELECT ticker, %(interval)s, (day + %(close)s::time) AT TIME ZONE %(zone)s,
+                       {values}, %(source)s, %(fetched_at)s
+                FROM {STAGE_TABLE}
+                ON CONFLICT (ticker, "interval", "timestamp") DO UPDATE SET
+                    {", ".join(f"{q(f)} = EXCLUDED.{q(f)}" for f in UPDATE_FIELDS)}
+                WHERE (stored.open, stored.high, stored.low, stored.close, stored.volume)
+                      IS DISTINCT FROM
+                      (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
+                  AND (stored.source <> %(import)s OR EXCLUDED.source = %(import)s)
+                RETURNING ticker, (xmax = 0) AS inserted
             )
+            SELECT ticker, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+            FROM written GROUP BY ticker
             """,  # noqa: S608 (only the model's own table and column names are interpolated)
-            params,
+            {
+                "interval": Interval.DAILY,
+                "close": CLOSE_TIME,
+                "zone": NEW_YORK.key,
+                "source": source,
+                "fetched_at": fetched_at,
+                "import": Source.IMPORT,
+            },
         )
-        if not cursor.fetchone()[0]:
-            try:
-                with transaction.atomic():
-                    cursor.execute(f"WITH written AS ({insert} {count}", params)
-                    return {t: (inserted, updated) for t, inserted, updated in cursor.fetchall()}
-            except IntegrityError:
-                pass  # a bar was stored meanwhile: upsert
-        cursor.execute(f"WITH written AS ({insert} {upsert} {count}", params)
         return {t: (inserted, updated) for t, inserted, updated in cursor.fetchall()}

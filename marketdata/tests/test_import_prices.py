@@ -188,10 +188,12 @@ def test_the_copy_load_never_lets_a_provider_overwrite_an_imported_bar():
     store_bars("ABC", [(date(2023, 11, 7), "10.0000")], source=Source.ALPHA_VANTAGE)
 
     counts = copy_daily_bars(
-        chunks=[
-            "ABC,2023-11-06,20,21,19,20,5\nABC,2023-11-07,20,21,19,20,5\n",
-            "ABC,2023-11-08,1,1,1,1,\nXYZ,2023-11-08,1,1,1,1,1\n",
+        chunks=lambda: [
+            ("ABC", "2023-11-06,20,21,19,20,5\n2023-11-07,20,21,19,20,5\n"),
+            ("ABC", "2023-11-08,1,1,1,1,\n"),
+            ("XYZ", "2023-11-08,1,1,1,1,1\n"),
         ],
+        ranges={"ABC": (date(2023, 11, 6), date(2023, 11, 8)), "XYZ": (date(2023, 11, 8),) * 2},
         source=Source.ALPHA_VANTAGE,
         fetched_at=timezone.now(),
     )
@@ -206,6 +208,27 @@ def test_the_copy_load_never_lets_a_provider_overwrite_an_imported_bar():
     assert (
         PriceHistory.objects.get(ticker="ABC", timestamp=close_of(date(2023, 11, 8))).volume is None
     )
+
+
+@pytest.mark.postgres  # COPY is PostgreSQL's
+def test_a_bar_stored_after_the_check_sends_the_copy_down_the_upsert():
+    # The ranges say nothing is stored (as when the check ran); then a bar landed.
+    store_bars("ABC", [(date(2023, 11, 7), "10.0000")], source=Source.ALPHA_VANTAGE)
+    rows = "2023-11-06,20,21,19,20,5\n2023-11-07,20,21,19,20,5\n"
+
+    counts = copy_daily_bars(
+        chunks=lambda: [("ABC", rows)],
+        ranges={"ABC": (date(2023, 11, 6), date(2023, 11, 6))},
+        source=Source.IMPORT,
+        fetched_at=timezone.now(),
+    )
+
+    assert counts == {"ABC": (1, 1)}
+    closes = dict(PriceHistory.objects.daily("ABC").values_list("timestamp", "source"))
+    assert closes == {
+        close_of(date(2023, 11, 6)): Source.IMPORT,
+        close_of(date(2023, 11, 7)): Source.IMPORT,
+    }
 
 
 # --- idempotent upserts ---------------------------------------------------------------------
