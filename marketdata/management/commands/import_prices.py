@@ -31,6 +31,9 @@ def _on_sigterm(signum, frame):
 
 class Command(BaseCommand):
     help = "Load daily price bars from CSV files (date,open,high,low,close,volume)."
+    # A loader run again and again (by hand, from cron): the system checks (a quarter of a
+    # second at every start) belong to deploys, `manage.py check` and `migrate`.
+    requires_system_checks = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
