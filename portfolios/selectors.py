@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from marketdata.port import MarketDataError, MarketDataPort, PricePoint, get_price_port
@@ -56,7 +58,24 @@ class PortfolioSummary:
         return self.portfolio.cash
 
 
-def _row(holding: Holding, price: PricePoint | MarketDataError | None) -> HoldingRow:
+@dataclass(frozen=True)
+class TodaysTrades:
+    """A position's trades at prices of its current session: shares and cash each way."""
+
+    bought: Decimal = ZERO
+    sold: Decimal = ZERO
+    spent: Decimal = ZERO  # on the shares bought
+    received: Decimal = ZERO  # for the shares sold
+
+
+NO_TRADES = TodaysTrades()
+
+
+def _row(
+    holding: Holding,
+    price: PricePoint | MarketDataError | None,
+    today: TodaysTrades = NO_TRADES,
+) -> HoldingRow:
     row = HoldingRow(
         ticker=holding.ticker,
         quantity=holding.quantity,
@@ -73,9 +92,14 @@ def _row(holding: Holding, price: PricePoint | MarketDataError | None) -> Holdin
     row.unrealized_gain = row.market_value - holding.cost_basis
     row.unrealized_gain_pct = _percent(row.unrealized_gain, holding.cost_basis)
     if row.price.previous_close:
-        change = row.price.price - row.price.previous_close
-        row.day_change = to_cash(holding.quantity * change)
-        row.day_change_pct = _percent(change, row.price.previous_close)
+        # What the position gained since the previous close: its value now, less what the shares
+        # held then were worth at that close, less what was paid for today's buys, plus what
+        # today's sales brought in. Shares bought today gain from their fill, not from the close.
+        held_then = holding.quantity - today.bought + today.sold
+        start = held_then * row.price.previous_close + today.spent
+        gain = holding.quantity * row.price.price + today.received - start
+        row.day_change = to_cash(gain)
+        row.day_change_pct = _percent(gain, start)
     return row
 
 
@@ -83,10 +107,14 @@ def _summarize(
     portfolio: Portfolio,
     holdings: Sequence[Holding],
     prices: dict[str, PricePoint | MarketDataError],
+    today: dict[tuple[int, str], TodaysTrades],
     now,
 ) -> PortfolioSummary:
     summary = PortfolioSummary(portfolio=portfolio, priced_at=now)
-    summary.holdings = [_row(h, prices.get(h.ticker)) for h in holdings]
+    summary.holdings = [
+        _row(h, prices.get(h.ticker), today.get((portfolio.pk, h.ticker), NO_TRADES))
+        for h in holdings
+    ]
     summary.holdings_value = sum((r.market_value for r in summary.holdings), ZERO)
     summary.total_value = portfolio.cash + summary.holdings_value
     for r in summary.holdings:
@@ -104,16 +132,64 @@ def _summarize(
 def portfolio_summaries(
     portfolios: Sequence[Portfolio], *, prices: MarketDataPort | None = None
 ) -> list[PortfolioSummary]:
-    """Value every portfolio in ``portfolios``: one holdings query, one price-port call."""
+    """Value every portfolio in ``portfolios``: one holdings query, one price-port call, one
+    query of the trades made at today's prices (for the day change)."""
     portfolios = list(portfolios)
     holdings = list(Holding.objects.filter(portfolio__in=portfolios).order_by("ticker"))
     port = prices or get_price_port()
     quotes = port.get_current_prices(sorted({h.ticker for h in holdings}))
+    today = todays_trades(portfolios, quotes)
     by_portfolio: dict[int, list[Holding]] = {}
     for h in holdings:
         by_portfolio.setdefault(h.portfolio_id, []).append(h)
     now = timezone.now()
-    return [_summarize(p, by_portfolio.get(p.pk, []), quotes, now) for p in portfolios]
+    return [_summarize(p, by_portfolio.get(p.pk, []), quotes, today, now) for p in portfolios]
+
+
+def todays_trades(
+    portfolios: Sequence[Portfolio], quotes: dict[str, PricePoint | MarketDataError]
+) -> dict[tuple[int, str], TodaysTrades]:
+    """{(portfolio id, ticker): the trades filled at prices of the ticker's current session}.
+
+    "Today" is the session of the price shown, not the calendar: a trade belongs to it when the
+    price it filled at was from that session (so on a weekend, or over stored demo data, a
+    trade at the last close is today's). One grouped query, none when nothing has a previous
+    close to measure the day from.
+    """
+    sessions = {
+        ticker: market_midnight(point.session_date)
+        for ticker, point in quotes.items()
+        if isinstance(point, PricePoint) and point.previous_close
+    }
+    if not portfolios or not sessions:
+        return {}
+    since_session = Q()
+    for ticker, start in sessions.items():
+        since_session |= Q(ticker=ticker, price_as_of__gte=start)
+    rows = (
+        Transaction.objects.trades()
+        .filter(portfolio__in=portfolios, executed_at__gte=min(sessions.values()))
+        .filter(since_session)
+        .values("portfolio_id", "ticker", "kind")
+        .annotate(shares=Sum("quantity"), cash=Sum("cash_change"))
+        .order_by()
+    )
+    found: dict[tuple[int, str], dict[str, Decimal]] = {}
+    for row in rows:
+        key = (row["portfolio_id"], row["ticker"])
+        found.setdefault(key, {})[row["kind"]] = (row["shares"], row["cash"])
+    trades = {}
+    for key, kinds in found.items():
+        bought, spent = kinds.get(Transaction.Kind.BUY, (ZERO, ZERO))
+        sold, received = kinds.get(Transaction.Kind.SELL, (ZERO, ZERO))
+        trades[key] = TodaysTrades(bought=bought, sold=sold, spent=-spent, received=received)
+    return trades
+
+
+def market_midnight(day: date) -> datetime:
+    """The start of ``day`` in the market's time zone (a trade cannot fill at a price of a
+    session before it began)."""
+    return datetime.combine(day, time(0), tzinfo=timezone.get_default_timezone())
 
 
 def portfolio_summary(

@@ -72,9 +72,10 @@ def test_the_portfolio_page_shows_holdings_with_as_of_and_source(auth_client, po
     assert "2023-11-10 16:00 EST" in body  # the close, in New York time
     assert "Imported" in body
     assert "stale" in body
-    # Day change: 10 × (186.40 − 182.41) = $39.90, +2.19%
-    assert "$39.90" in body
-    assert "+2.19%" in body
+    # Bought at the latest close: no gain today yet (see test_day_change.py), not the
+    # 10 × (186.40 − 182.41) = $39.90 the stock moved since the close before.
+    assert '<td class="num ">$0.00 (+0.00%)</td>' in body
+    assert "$39.90" not in body
     assert "Updated" in body
 
 
