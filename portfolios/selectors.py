@@ -8,7 +8,6 @@ from datetime import date, datetime, time
 from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Q, Sum
 from django.utils import timezone
 
 from marketdata.port import MarketDataError, MarketDataPort, PricePoint, get_price_port
@@ -153,8 +152,8 @@ def todays_trades(
 
     "Today" is the session of the price shown, not the calendar: a trade belongs to it when the
     price it filled at was from that session (so on a weekend, or over stored demo data, a
-    trade at the last close is today's). One grouped query, none when nothing has a previous
-    close to measure the day from.
+    trade at the last close is today's). One query of the trades since the earliest such
+    session began (a few rows), none when nothing has a previous close to measure the day from.
     """
     sessions = {
         ticker: market_midnight(point.session_date)
@@ -163,27 +162,24 @@ def todays_trades(
     }
     if not portfolios or not sessions:
         return {}
-    since_session = Q()
-    for ticker, start in sessions.items():
-        since_session |= Q(ticker=ticker, price_as_of__gte=start)
+    since = min(sessions.values())
     rows = (
         Transaction.objects.trades()
-        .filter(portfolio__in=portfolios, executed_at__gte=min(sessions.values()))
-        .filter(since_session)
-        .values("portfolio_id", "ticker", "kind")
-        .annotate(shares=Sum("quantity"), cash=Sum("cash_change"))
+        .filter(portfolio__in=portfolios, ticker__in=sessions, executed_at__gte=since)
+        .filter(price_as_of__gte=since)
+        .values_list("portfolio_id", "ticker", "kind", "quantity", "cash_change", "price_as_of")
         .order_by()
     )
-    found: dict[tuple[int, str], dict[str, Decimal]] = {}
-    for row in rows:
-        key = (row["portfolio_id"], row["ticker"])
-        found.setdefault(key, {})[row["kind"]] = (row["shares"], row["cash"])
-    trades = {}
-    for key, kinds in found.items():
-        bought, spent = kinds.get(Transaction.Kind.BUY, (ZERO, ZERO))
-        sold, received = kinds.get(Transaction.Kind.SELL, (ZERO, ZERO))
-        trades[key] = TodaysTrades(bought=bought, sold=sold, spent=-spent, received=received)
-    return trades
+    sums: dict[tuple[int, str], list[Decimal]] = {}
+    for portfolio_id, ticker, kind, quantity, cash, price_as_of in rows:
+        if price_as_of < sessions[ticker]:
+            continue  # filled at a price of an earlier session than this ticker's
+        bought, sold, spent, received = sums.setdefault((portfolio_id, ticker), [ZERO] * 4)
+        if kind == Transaction.Kind.BUY:
+            sums[portfolio_id, ticker] = [bought + quantity, sold, spent - cash, received]
+        else:
+            sums[portfolio_id, ticker] = [bought, sold + quantity, spent, received + cash]
+    return {key: TodaysTrades(*values) for key, values in sums.items()}
 
 
 def market_midnight(day: date) -> datetime:
