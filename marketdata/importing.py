@@ -45,7 +45,7 @@ T = TypeVar("T")
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 PRICE_RE = re.compile(r"[+-]?\d+(?:\.\d+)?")
 # A row in the plain form (no quotes, spaces or signs; prices of at most 14 digits and
-# PRICE_DECIMAL_PLACES decimals; volume below 10**18): what _row can settle fast.
+# PRICE_DECIMAL_PLACES decimals; volume below 10**18): what _check settles fast.
 _PLAIN_PRICE = (
     rf"(\d{{1,{PRICE_MAX_DIGITS - PRICE_DECIMAL_PLACES}}}(?:\.\d{{1,{PRICE_DECIMAL_PLACES}}})?)"
 )
@@ -168,7 +168,7 @@ class _Checked:
     path: Path
     ticker: str
     rows: int
-    plain: bool  # every row in the plain form (see _row)
+    plain: bool  # every row in the plain form (PLAIN_ROW)
     first_day: date | None
     last_day: date | None
     version: tuple[int, int] | None
@@ -262,8 +262,8 @@ def _check(path: Path, progress: Progress | None) -> tuple[int, bool, date | Non
     """Stream the whole file once: (its row count, whether every row is plain, its first and
     last day), or raise PriceFileError.
 
-    The loop settles plain rows itself (what ``_row`` does first, inlined: this loop is most of
-    an import's Python time) and hands any other row to ``_row``.
+    The loop settles plain rows itself, inlined (this loop is most of an import's Python time),
+    and hands any other row to ``_row``.
     """
     problems: list[str] = []
     count = rows = 0
@@ -296,7 +296,7 @@ def _check(path: Path, progress: Progress | None) -> tuple[int, bool, date | Non
                     problem = parsed
                 else:
                     day = parsed[0].toordinal()
-                    all_plain = all_plain and parsed[2]
+                    all_plain = False
             if day is not None:
                 if seen[day >> 3] & (1 << (day & 7)):
                     problem = f"the date {date.fromordinal(day)} appears on an earlier line too"
@@ -426,8 +426,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
         yield 0, "", f"cannot read the file ({exc.strerror or exc})"
 
 
-def _row(text: str) -> tuple[date, str, bool] | str:
-    """(day, the row as plain CSV, False) for a good row that is not plain (quotes, spaces,
+def _row(text: str) -> tuple[date, str] | str:
+    """(day, the row as plain CSV) for a good row that is not plain (quotes, spaces,
     signs: see PLAIN_ROW), or what is wrong with the row, worded by the full parser. ``_check``
     settles plain rows itself."""
     try:
@@ -438,7 +438,7 @@ def _row(text: str) -> tuple[date, str, bool] | str:
     if isinstance(parsed, str):
         return parsed
     day_and_rest = (parsed.day.isoformat(), *parsed[1:])
-    return parsed.day, ",".join(map(str, day_and_rest)), False
+    return parsed.day, ",".join(map(str, day_and_rest))
 
 
 def _parse(row: list[str]) -> Bar | str:

@@ -91,6 +91,14 @@ class PricePoint:
 
         return session_date(self.as_of)
 
+    @property
+    def session_start(self) -> datetime:
+        """Midnight New York at the start of its session's day, in UTC: no trade can have
+        filled at this price before then."""
+        from marketdata.trading_calendar import day_start, session_date
+
+        return day_start(session_date(self.as_of))
+
 
 def daily_points(
     ticker: str,

@@ -11,7 +11,7 @@ import dataclasses
 import threading
 import time as time_module
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache as memoize
 
 from django.conf import settings
@@ -30,7 +30,7 @@ from marketdata.port import (
     TickerNotFound,
     daily_points,
 )
-from marketdata.trading_calendar import NEW_YORK, latest_due_close, session_date
+from marketdata.trading_calendar import day_start, latest_due_close, session_date
 
 # Cache keys: one family, versioned by the prefix; bump the version when the value shape changes.
 CURRENT_KEY = "md:v1:current:{ticker}"  # a PricePoint, or NOT_FOUND (the negative cache)
@@ -211,11 +211,6 @@ def history_query(ticker: str, start: date, end: date) -> QuerySet[PriceHistory]
         .filter(timestamp__gte=day_start(start), timestamp__lt=day_start(end + timedelta(days=1)))
         .order_by("timestamp")
     )
-
-
-def day_start(day: date) -> datetime:
-    """Midnight New York at the start of ``day``, in UTC."""
-    return datetime.combine(day, time(0), tzinfo=NEW_YORK).astimezone(UTC)
 
 
 def latest_bars(tickers: Sequence[str]) -> dict[str, PricePoint]:

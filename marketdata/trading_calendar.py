@@ -44,6 +44,11 @@ def close_of(day: date) -> datetime:
     return datetime.combine(day, CLOSE_TIME, tzinfo=NEW_YORK).astimezone(UTC)
 
 
+def day_start(day: date) -> datetime:
+    """Midnight New York at the start of ``day``, in UTC."""
+    return datetime.combine(day, time(0), tzinfo=NEW_YORK).astimezone(UTC)
+
+
 def session_date(moment: datetime) -> date:
     """The New York calendar date of ``moment``."""
     return moment.astimezone(NEW_YORK).date()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
@@ -156,7 +155,7 @@ def todays_trades(
     session began (a few rows), none when nothing has a previous close to measure the day from.
     """
     sessions = {
-        ticker: market_midnight(point.session_date)
+        ticker: point.session_start
         for ticker, point in quotes.items()
         if isinstance(point, PricePoint) and point.previous_close
     }
@@ -170,22 +169,17 @@ def todays_trades(
         .values_list("portfolio_id", "ticker", "kind", "quantity", "cash_change", "price_as_of")
         .order_by()
     )
-    sums: dict[tuple[int, str], list[Decimal]] = {}
+    trades: dict[tuple[int, str], TodaysTrades] = {}
     for portfolio_id, ticker, kind, quantity, cash, price_as_of in rows:
         if price_as_of < sessions[ticker]:
             continue  # filled at a price of an earlier session than this ticker's
-        bought, sold, spent, received = sums.setdefault((portfolio_id, ticker), [ZERO] * 4)
-        if kind == Transaction.Kind.BUY:
-            sums[portfolio_id, ticker] = [bought + quantity, sold, spent - cash, received]
+        t = trades.get((portfolio_id, ticker), NO_TRADES)
+        if kind == Transaction.Kind.BUY:  # cash_change is negative: money spent
+            t = replace(t, bought=t.bought + quantity, spent=t.spent - cash)
         else:
-            sums[portfolio_id, ticker] = [bought, sold + quantity, spent, received + cash]
-    return {key: TodaysTrades(*values) for key, values in sums.items()}
-
-
-def market_midnight(day: date) -> datetime:
-    """The start of ``day`` in the market's time zone (a trade cannot fill at a price of a
-    session before it began)."""
-    return datetime.combine(day, time(0), tzinfo=timezone.get_default_timezone())
+            t = replace(t, sold=t.sold + quantity, received=t.received + cash)
+        trades[portfolio_id, ticker] = t
+    return trades
 
 
 def portfolio_summary(
