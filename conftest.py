@@ -136,8 +136,7 @@ def live(settings, fake_av):
     apart): returns the price port."""
     import dataclasses
 
-    from marketdata.live import LiveMarketData
-    from marketdata.services import get_market_data
+    from marketdata.wiring import get_market_data
 
     settings.ALPHA_VANTAGE_API_KEY = PROVIDER_KEY
     settings.ALPHA_VANTAGE_BASE_URL = fake_av.url
@@ -146,5 +145,5 @@ def live(settings, fake_av):
     )
     settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy)
     port = get_market_data()
-    assert isinstance(port, LiveMarketData)
+    assert port.upstream is not None
     return port

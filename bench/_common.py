@@ -115,7 +115,8 @@ def sessions(count: int, end: date | None = None) -> list[date]:
 
     import pandas as pd
 
-    from marketdata.trading_calendar import latest_due_close, nyse, session_date
+    from marketdata.port import session_date
+    from marketdata.trading_calendar import latest_due_close, nyse
 
     if end is None:
         end = session_date(latest_due_close(datetime.now(UTC), timedelta(minutes=60)))
@@ -152,7 +153,7 @@ def seed_bars(series: dict[str, Sequence[date]], *, source: str = "import") -> i
     from django.db import connection
     from django.utils import timezone
 
-    from marketdata.trading_calendar import close_of
+    from marketdata.port import close_of
 
     now = timezone.now()
     rows = 0

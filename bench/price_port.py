@@ -46,9 +46,10 @@ def main() -> None:
     from django.core.cache import cache
 
     from marketdata.alpha_vantage import AlphaVantageClient
-    from marketdata.live import LiveMarketData
-    from marketdata.services import StoredMarketData, current_key
+    from marketdata.price_cache import current_key
     from marketdata.testing import FakeAlphaVantage
+    from marketdata.tiers import TieredMarketData
+    from marketdata.upstream import Upstream
 
     year = c.sessions(252)
     twenty = c.sessions(252 * 20)
@@ -57,7 +58,7 @@ def main() -> None:
     cond = c.conditions()
     cond["dataset"] = f"{args.tickers} tickers × 252 bars + LONG × {len(twenty)} bars = {stored:,}"
 
-    port = StoredMarketData()
+    port = TieredMarketData()
     fifty = tickers[:50]
     last = year[-1]
     r = {
@@ -75,10 +76,9 @@ def main() -> None:
             per_day=100_000,
         )
         settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy)
-        live = LiveMarketData(
-            client=AlphaVantageClient(api_key=c.PROVIDER_KEY, base_url=fake.url, timeout=10.0)
-        )
-        from marketdata.trading_calendar import close_of
+        client = AlphaVantageClient(api_key=c.PROVIDER_KEY, base_url=fake.url, timeout=10.0)
+        live = TieredMarketData(upstream=Upstream(client=client))
+        from marketdata.port import close_of
 
         start1 = last - timedelta(days=365)
         when = close_of(year[100]) + timedelta(hours=30)

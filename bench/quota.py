@@ -11,7 +11,7 @@ read through PAPERTRADE_CONFIG); the shared quota lives in Redis:
 - day:     0.1 s spacing, 1000 a minute, 30 a day (5 kept for people), for 12 s: the day binds.
 Every process loops over new tickers for the phase's duration, alternating a person's request
 (get_current_price: interactive, waits up to 2.5 s for the spacing) with a scheduled refresh
-(refresh_ticker at HELD priority, waiting up to 1 s as fetch_tickers does).
+(Upstream.fetch at HELD priority, waiting up to 1 s as fetch_tickers does).
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ def child(name: str, index: int, seconds: float) -> None:
     c.setup(child=True, migrate=False)
     from marketdata.port import MarketDataError, RateLimited
     from marketdata.quota import Priority
-    from marketdata.services import get_market_data
+    from marketdata.wiring import get_market_data
 
     port = get_market_data()
-    port._due_session()  # the calendar, built before the start
+    port.due_session()  # the calendar, built before the start
     c.wait_for_go()
     start_at = time.time()
     outcomes: Counter[str] = Counter()
@@ -81,7 +81,7 @@ def child(name: str, index: int, seconds: float) -> None:
                 port.get_current_price(ticker)
                 outcomes["interactive ok"] += 1
             else:
-                port.refresh_ticker(ticker, priority=Priority.HELD, wait=1.0)
+                port.upstream.fetch(ticker, priority=Priority.HELD, wait=1.0)
                 outcomes["scheduled ok"] += 1
         except RateLimited as exc:
             outcomes[f"{'interactive' if i % 2 else 'scheduled'} refused ({exc.scope})"] += 1

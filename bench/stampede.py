@@ -33,12 +33,12 @@ def child(ticker: str) -> None:
     c.setup(child=True, migrate=False)
     from django.db import connections
 
-    from marketdata.services import get_market_data
+    from marketdata.wiring import get_market_data
 
     port = get_market_data()
     # Like a running server's process: the NYSE calendar is built (about 0.6 s of CPU, and
     # memoized without a lock, so 25 threads asking at once would each build it).
-    port._due_session()
+    port.due_session()
     results: list[tuple[float, str]] = []
     lock = threading.Lock()
 

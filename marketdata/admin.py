@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 
 from marketdata.models import PriceHistory
+from marketdata.port import session_date
 from marketdata.tasks import refresh_tickers_task
-from marketdata.trading_calendar import session_date
 
 
 class CappedCountPaginator(Paginator):

@@ -8,8 +8,10 @@ the body and errors by key + substring of the known wordings (the tuples below; 
 Errors are the port's (``marketdata.port``): ``TickerNotFound`` (the provider does not know the
 symbol), ``RateLimited`` (with ``scope`` and ``retry_at``), ``ProviderMisconfigured`` (key, demo
 key, premium-only request, wrong base URL: an operator must act) and ``MarketDataUnavailable`` for
-everything transient or garbled. Timeouts, connection errors and HTTP 5xx are retried
-``max_retries`` times with a short backoff; rate limits and misconfiguration never are.
+everything garbled; timeouts, connection errors and HTTP 5xx raise its subclass
+:class:`TransientError`. Each method makes exactly one HTTP request: whether to try again is the
+caller's decision (``marketdata.upstream`` retries a transient error, each attempt through the
+quota).
 
 The API key travels in the query string (``apikey=``) and the daily-limit notice repeats it, so
 every exception message and log line goes through :func:`scrub`. One log line per upstream call
@@ -29,19 +31,22 @@ from datetime import time as clock_time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
-from zoneinfo import ZoneInfo
 
 import requests
 
+from marketdata.bars import DailyBar
 from marketdata.port import (
+    NEW_YORK,
+    InvalidTicker,
     MarketDataError,
     MarketDataUnavailable,
     ProviderMisconfigured,
     RateLimited,
     SymbolMatch,
     TickerNotFound,
+    close_of,
+    normalize_ticker,
 )
-from marketdata.tickers import InvalidTicker, normalize_ticker
 
 # --- Known upstream wordings (lower-case substrings; API-FACTS.md §3, §6 pitfall 2) -------------
 # Matched by substring, never by equality: the texts drift every year or two.
@@ -52,8 +57,9 @@ DEMO_KEY_WORDINGS = ("**demo** api key", "demo api key", "demo purposes")  # E11
 PREMIUM_WORDINGS = ("premium endpoint", "premium feature")  # E9, E10, E12
 ARTIFICIAL_SAMPLE_WORDINGS = ("artificial",)  # E12: fake sample data under `message`
 OUTPUTSIZE_FULL_WORDINGS = ("outputsize=full",)  # E10
-# E8 burst is checked first (it also says "per day"); E5 says "5 calls per minute and 500 calls per
-# day", so the minute wordings come before the day ones.
+# Rate limits are checked before premium notices: E8's tail varies and may end "…unlock all
+# premium endpoints". E8 burst is checked first (it also says "per day"); E5 says "5 calls per
+# minute and 500 calls per day", so the minute wordings come before the day ones.
 BURST_LIMIT_WORDINGS = ("1 request per second", "sparingly")  # E8
 MINUTE_LIMIT_WORDINGS = ("calls per minute", "call frequency", "higher api call volume")  # E5, E6
 DAILY_LIMIT_WORDINGS = ("per day", "detected your api key", "rate limit is 25")  # E7, E7b
@@ -64,8 +70,6 @@ QUOTE_KEY = "Global Quote"
 SEARCH_KEY = "bestMatches"
 
 USER_AGENT = "PaperTrade/0.1"
-NEW_YORK = ZoneInfo("America/New_York")
-SESSION_CLOSE = clock_time(16, 0)
 PRICE_PLACES = Decimal("0.0001")
 BURST_RETRY_AFTER = timedelta(seconds=2)
 MINUTE_RETRY_AFTER = timedelta(seconds=60)
@@ -84,9 +88,6 @@ T = TypeVar("T")
 def _now() -> datetime:
     """The clock (aware UTC); tests replace it."""
     return datetime.now(UTC)
-
-
-_sleep = time.sleep
 
 
 def scrub(text: str, api_key: str) -> str:
@@ -118,17 +119,11 @@ def _install_urllib3_filter() -> None:
 _install_urllib3_filter()
 
 
+class TransientError(MarketDataUnavailable):
+    """No answer this time (timeout, refused connection, HTTP 5xx): trying again may help."""
+
+
 # --- Values ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DailyBar:
-    day: date  # the session date (New York)
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
-
-
 @dataclass(frozen=True, slots=True)
 class DailySeries:
     ticker: str
@@ -168,8 +163,7 @@ def _parse_last_refreshed(value: object) -> datetime | None:
     text = value.strip()
     try:
         if _DATE_RE.fullmatch(text):
-            day = date.fromisoformat(text)
-            return datetime.combine(day, SESSION_CLOSE, tzinfo=NEW_YORK).astimezone(UTC)
+            return close_of(date.fromisoformat(text))
         for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"):
             try:
                 naive = datetime.strptime(text, fmt)
@@ -253,10 +247,8 @@ class AlphaVantageClient:
 
     ``premium`` asks ``outputsize=full`` for daily series; a free key gets ``compact`` (100 bars).
     Methods raise the port's errors (see the module docstring) and
-    ``marketdata.tickers.InvalidTicker`` for a ticker that cannot be one (no call is made).
+    ``marketdata.port.InvalidTicker`` for a ticker that cannot be one (no call is made).
     """
-
-    retry_backoff_seconds: float = 0.5  # first retry waits this long, then doubles
 
     def __init__(
         self,
@@ -266,19 +258,17 @@ class AlphaVantageClient:
         timeout: float,
         premium: bool = False,
         session: requests.Session | None = None,
-        max_retries: int = 1,
     ) -> None:
         self._api_key = api_key or ""
         self.base_url = base_url
         self.timeout = timeout
         self.premium = premium
-        self.max_retries = max(0, int(max_retries))
         self._session = session if session is not None else requests.Session()
 
     def __repr__(self) -> str:
         return (
             f"AlphaVantageClient(base_url={self._scrub(self.base_url)!r}, "
-            f"premium={self.premium!r}, timeout={self.timeout!r}, max_retries={self.max_retries!r})"
+            f"premium={self.premium!r}, timeout={self.timeout!r})"
         )
 
     # --- public API ----------------------------------------------------------------------------
@@ -316,69 +306,56 @@ class AlphaVantageClient:
             )
         query = {"function": function, **params, "apikey": self._api_key}
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        attempt = 0
-        while True:
-            started = time.monotonic()
-            status: int | None = None
-            transient = ""
-            error: MarketDataError | None = None
-            result: T | None = None
-            try:
-                response = self._session.get(
-                    self.base_url, params=query, headers=headers, timeout=self.timeout
+        started = time.monotonic()
+        status: int | None = None
+        error: MarketDataError | None = None
+        result: T | None = None
+        try:
+            response = self._session.get(
+                self.base_url, params=query, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout:
+            error = TransientError(f"Alpha Vantage {function} {subject}: timed out")
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            error = TransientError(f"Alpha Vantage {function} {subject}: connection failed")
+        except (
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidURL,
+        ):
+            error = ProviderMisconfigured(
+                f"Alpha Vantage base URL {self._scrub(self.base_url)!r} is not a valid URL: "
+                "check ALPHA_VANTAGE_BASE_URL."
+            )
+        except requests.RequestException as exc:
+            error = MarketDataUnavailable(
+                f"Alpha Vantage {function} {subject}: request failed ({type(exc).__name__})."
+            )
+        else:
+            status = response.status_code
+            if status >= 500 or status == 408:
+                error = TransientError(f"Alpha Vantage {function} {subject}: HTTP {status}")
+            elif status == 429:
+                error = RateLimited(
+                    f"Alpha Vantage {function} {subject}: HTTP 429 Too Many Requests.",
+                    retry_at=_now() + MINUTE_RETRY_AFTER,
+                    scope="upstream",
                 )
-            except requests.Timeout:
-                transient = "timed out"
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
-                transient = "connection failed"
-            except (
-                requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema,
-                requests.exceptions.InvalidURL,
-            ):
+            elif status >= 400:
                 error = ProviderMisconfigured(
-                    f"Alpha Vantage base URL {self._scrub(self.base_url)!r} is not a valid URL: "
-                    "check ALPHA_VANTAGE_BASE_URL."
-                )
-            except requests.RequestException as exc:
-                error = MarketDataUnavailable(
-                    f"Alpha Vantage {function} {subject}: request failed ({type(exc).__name__})."
+                    f"Alpha Vantage {function} {subject}: HTTP {status} from "
+                    f"{self._scrub(self.base_url)!r}: check ALPHA_VANTAGE_BASE_URL."
                 )
             else:
-                status = response.status_code
-                if status >= 500 or status == 408:
-                    transient = f"HTTP {status}"
-                elif status == 429:
-                    error = RateLimited(
-                        f"Alpha Vantage {function} {subject}: HTTP 429 Too Many Requests.",
-                        retry_at=_now() + MINUTE_RETRY_AFTER,
-                        scope="upstream",
-                    )
-                elif status >= 400:
-                    error = ProviderMisconfigured(
-                        f"Alpha Vantage {function} {subject}: HTTP {status} from "
-                        f"{self._scrub(self.base_url)!r}: check ALPHA_VANTAGE_BASE_URL."
-                    )
-                else:
-                    try:
-                        result = parse(function, subject, self._decode(function, subject, response))
-                    except MarketDataError as exc:
-                        error = exc
-            elapsed_ms = (time.monotonic() - started) * 1000
-            if transient and attempt < self.max_retries:
-                self._log(function, subject, f"retry ({transient})", status, elapsed_ms, attempt)
-                _sleep(self.retry_backoff_seconds * 2**attempt)
-                attempt += 1
-                continue
-            if transient:
-                error = MarketDataUnavailable(
-                    f"Alpha Vantage {function} {subject}: {transient} "
-                    f"({attempt + 1} attempt{'s' if attempt else ''})."
-                )
-            self._log(function, subject, _outcome(error), status, elapsed_ms, attempt)
-            if error is not None:
-                raise error  # raised outside any `except`: no chained exception carries the URL
-            return result  # type: ignore[return-value]
+                try:
+                    result = parse(function, subject, self._decode(function, subject, response))
+                except MarketDataError as exc:
+                    error = exc
+        elapsed_ms = (time.monotonic() - started) * 1000
+        self._log(function, subject, _outcome(error), status, elapsed_ms)
+        if error is not None:
+            raise error  # raised outside any `except`: no chained exception carries the URL
+        return result  # type: ignore[return-value]
 
     def _log(
         self,
@@ -387,20 +364,18 @@ class AlphaVantageClient:
         outcome: str,
         status: int | None,
         elapsed_ms: float,
-        attempt: int,
     ) -> None:
         level = logging.INFO if outcome in ("ok", "not_found") else logging.WARNING
         if outcome.startswith("misconfigured"):
             level = logging.ERROR
         logger.log(
             level,
-            "alpha_vantage function=%s symbol=%s outcome=%s status=%s elapsed_ms=%d attempt=%d",
+            "alpha_vantage function=%s symbol=%s outcome=%s status=%s elapsed_ms=%d",
             function,
             self._scrub(ascii(subject)[1:-1][:40]),
             self._scrub(outcome),
             status if status is not None else "-",
             round(elapsed_ms),
-            attempt + 1,
         )
 
     def _decode(self, function: str, subject: str, response: requests.Response) -> Any:
@@ -469,17 +444,6 @@ class AlphaVantageClient:
                     f"the documentation's examples: set ALPHA_VANTAGE_API_KEY to your own key "
                     f"(upstream said: {said})"
                 )
-            if _contains(low, PREMIUM_WORDINGS):
-                if _contains(low, OUTPUTSIZE_FULL_WORDINGS) or (
-                    self.premium and function == "TIME_SERIES_DAILY"
-                ):
-                    hint = (
-                        "outputsize=full needs a premium key: set market_data.premium = false in "
-                        "config.toml (or upgrade the key)"
-                    )
-                else:
-                    hint = f"{function} needs a premium Alpha Vantage plan for this key"
-                raise ProviderMisconfigured(f"{where}: {hint} (upstream said: {said})")
             if _contains(low, BURST_LIMIT_WORDINGS):
                 raise RateLimited(
                     f"{where}: rate limited (about 1 request a second) (upstream said: {said})",
@@ -500,6 +464,17 @@ class AlphaVantageClient:
                     retry_at=_next_utc_midnight(now),
                     scope="day",
                 )
+            if _contains(low, PREMIUM_WORDINGS):
+                if _contains(low, OUTPUTSIZE_FULL_WORDINGS) or (
+                    self.premium and function == "TIME_SERIES_DAILY"
+                ):
+                    hint = (
+                        "outputsize=full needs a premium key: set market_data.premium = false in "
+                        "config.toml (or upgrade the key)"
+                    )
+                else:
+                    hint = f"{function} needs a premium Alpha Vantage plan for this key"
+                raise ProviderMisconfigured(f"{where}: {hint} (upstream said: {said})")
             if not has_data:
                 raise MarketDataUnavailable(f"{where}: unrecognised notice (upstream said: {said})")
             # An unknown notice next to well-formed data is informational: the data stands.

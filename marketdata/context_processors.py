@@ -1,6 +1,8 @@
 from django.http import HttpRequest
 
-from marketdata.services import demo_as_of, is_live, upstream_status
+from marketdata.tiers import demo_as_of
+from marketdata.upstream_status import upstream_status
+from marketdata.wiring import is_live
 
 
 def market_data(request: HttpRequest) -> dict:

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from marketdata.bars import DailyBar
 from marketdata.models import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
-from marketdata.port import Source
-from marketdata.services import forget_current_prices
+from marketdata.port import InvalidTicker, Source, normalize_ticker
+from marketdata.price_cache import forget_current_prices
 from marketdata.storage import copy_daily_bars, upsert_daily_bars
-from marketdata.tickers import InvalidTicker, normalize_ticker
 
 COLUMNS = ("open", "high", "low", "close", "volume")
 HEADERS = {
@@ -81,17 +81,6 @@ class Progress(Protocol):
     def reset(self, total: int | None = None) -> object: ...
 
     def update(self, n: int = 1) -> object: ...
-
-
-class Bar(NamedTuple):
-    """One parsed row: small, so that a batch of them stays cheap."""
-
-    day: date
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,10 +361,10 @@ def _csv_chunks(
                 progress.update(len(batch))
 
 
-def _good_bars(checked: _Checked) -> Iterator[Bar]:
+def _good_bars(checked: _Checked) -> Iterator[DailyBar]:
     for text in _good_rows(checked):
         bar = _parse(text.split(","))
-        assert isinstance(bar, Bar), bar  # _row wrote it from a good bar
+        assert isinstance(bar, DailyBar), bar  # _row wrote it from a good bar
         yield bar
 
 
@@ -441,8 +430,8 @@ def _row(text: str) -> tuple[date, str] | str:
     return parsed.day, ",".join(map(str, day_and_rest))
 
 
-def _parse(row: list[str]) -> Bar | str:
-    """A Bar from one row, or a message saying what is wrong with it (the first thing found)."""
+def _parse(row: list[str]) -> DailyBar | str:
+    """A DailyBar from one row, or a message saying what is wrong with it (the first found)."""
     if len(row) != 6:
         return f"expected 6 columns, found {len(row)}"
     raw_day, *raw_prices, raw_volume = (cell.strip() for cell in row)
@@ -463,7 +452,7 @@ def _parse(row: list[str]) -> Bar | str:
     volume = int(raw_volume)
     if volume >= VOLUME_LIMIT:
         return f"volume {raw_volume} is too large"
-    return Bar(day, open_, high, low, close, volume)
+    return DailyBar(day, open_, high, low, close, volume)
 
 
 def _parse_date(raw: str) -> date | str:

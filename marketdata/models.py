@@ -1,7 +1,13 @@
-from django.db import models
-from django.db.models import Q
+from __future__ import annotations
 
-from marketdata.port import Source
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from django.db import models
+from django.db.models import BigIntegerField, F, Q, Window
+from django.db.models.functions import Cast, Extract, RowNumber
+
+from marketdata.port import PricePoint, Source, day_start
 
 PRICE_MAX_DIGITS = 18
 PRICE_DECIMAL_PLACES = 4
@@ -12,8 +18,84 @@ class Interval(models.TextChoices):
 
 
 class PriceHistoryQuerySet(models.QuerySet):
-    def daily(self, ticker: str) -> "PriceHistoryQuerySet":
+    """The history queries (their plans: docs/history-queries.md)."""
+
+    def daily(self, ticker: str) -> PriceHistoryQuerySet:
         return self.filter(ticker=ticker, interval=Interval.DAILY)
+
+    def sessions(self, ticker: str, start: date, end: date) -> PriceHistoryQuerySet:
+        """The daily bars of ``ticker`` with session dates ``start``..``end``, oldest first.
+
+        A bar is stamped at its session's close (16:00 New York), so the range is the New York
+        days from ``start`` to ``end``. On PostgreSQL this is one range scan of
+        ``pricehistory_unique_bar`` (ticker, interval, timestamp).
+        """
+        return (
+            self.daily(ticker)
+            .filter(
+                timestamp__gte=day_start(start), timestamp__lt=day_start(end + timedelta(days=1))
+            )
+            .order_by("timestamp")
+        )
+
+    def history_points(self, ticker: str, start: date, end: date) -> list[PricePoint]:
+        """``sessions`` as PricePoints, read as tuples (model instances cost more than the
+        query on a long range).
+
+        On PostgreSQL the timestamps are read as whole seconds since the epoch and made
+        datetimes here: Django reads ``timestamptz`` through psycopg's pure-Python parser (to
+        set the connection's time zone), which cost more than the query itself for twenty years
+        of bars.
+        """
+        query = self.sessions(ticker, start, end)
+        rest = ("open", "high", "low", "close", "volume", "source")
+        if self.db_vendor() != "postgresql":
+            rows: Iterable[tuple] = query.values_list("timestamp", *rest)
+        else:
+            seconds = Cast(Extract("timestamp", "epoch", tzinfo=UTC), BigIntegerField())
+            at = datetime.fromtimestamp
+            rows = ((at(s, UTC), *r) for s, *r in query.values_list(seconds, *rest))
+        return [
+            PricePoint(ticker, close, as_of, source, "USD", open_, high, low, close, volume)
+            for as_of, open_, high, low, close, volume, source in rows
+        ]
+
+    def latest_points(self, tickers: Sequence[str]) -> dict[str, PricePoint]:
+        """The latest daily bar of each ticker, with the close before it, in one query.
+
+        On PostgreSQL this is a UNION ALL of one ``ORDER BY timestamp DESC LIMIT 2`` per
+        ticker, each an index range scan of a few rows however long the history; SQLite cannot
+        slice inside a compound query, so there a window function ranks the rows instead.
+        """
+        from django.db import connections
+
+        tickers = list(tickers)
+        if not tickers:
+            return {}
+        base = self.filter(interval=Interval.DAILY)
+        features = connections[self.db].features
+        if features.supports_slicing_ordering_in_compound and len(tickers) > 1:
+            parts = [base.filter(ticker=t).order_by("-timestamp")[:2] for t in tickers]
+            rows = list(parts[0].union(*parts[1:], all=True))
+        elif len(tickers) == 1:
+            rows = list(base.filter(ticker=tickers[0]).order_by("-timestamp")[:2])
+        else:
+            rank = Window(RowNumber(), partition_by=F("ticker"), order_by=F("timestamp").desc())
+            rows = list(base.filter(ticker__in=tickers).annotate(rank=rank).filter(rank__lte=2))
+        by_ticker: dict[str, list[PriceHistory]] = {}
+        for row in rows:
+            by_ticker.setdefault(row.ticker, []).append(row)
+        points = {}
+        for ticker, bars in by_ticker.items():
+            bars.sort(key=lambda r: r.timestamp, reverse=True)
+            previous = bars[1].close if len(bars) > 1 else None
+            points[ticker] = bars[0].point(previous_close=previous)
+        return points
+
+    def db_vendor(self) -> str:
+        from django.db import connections
+
+        return connections[self.db].vendor
 
 
 class PriceHistory(models.Model):
@@ -53,6 +135,20 @@ class PriceHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticker} {self.interval} {self.timestamp:%Y-%m-%d} {self.close}"
+
+    def point(self, previous_close=None) -> PricePoint:
+        return PricePoint(
+            ticker=self.ticker,
+            price=self.close,
+            as_of=self.timestamp,
+            source=self.source,
+            open=self.open,
+            high=self.high,
+            low=self.low,
+            close=self.close,
+            volume=self.volume,
+            previous_close=previous_close,
+        )
 
 
 class QuotaWindow(models.Model):

@@ -1,19 +1,48 @@
 """The price port: the only way the rest of the app gets prices.
 
-``portfolios`` imports this module and nothing else from ``marketdata``. Prices are ``Decimal``
-(4 places), times are timezone-aware UTC ``datetime``s; a daily bar is stamped at its session's
-close (16:00 America/New_York).
+A pure contract: the Protocol, its value types (``PricePoint``, ``SymbolMatch``), its errors,
+the ticker rules every caller needs, and the market's clock (a daily bar is stamped at its
+session's close, 16:00 America/New_York; times are timezone-aware UTC). Prices are ``Decimal``
+(4 places).
+
+``portfolios`` imports this module and nothing else from ``marketdata``, and this module imports
+nothing else from ``marketdata`` (``marketdata/tests/test_import_graph.py`` holds both rules):
+the configured implementation is built by the factory named in
+``settings.PAPERTRADE_PRICE_PORT`` (``marketdata.wiring.get_market_data``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Protocol
+from functools import cache
+from typing import NamedTuple, Protocol
+from zoneinfo import ZoneInfo
+
+# --- the market's clock -------------------------------------------------------------------------
+NEW_YORK = ZoneInfo("America/New_York")
+CLOSE_TIME = time(16, 0)
 
 
+def close_of(day: date) -> datetime:
+    """The UTC time of a regular session's close on ``day`` (16:00 New York)."""
+    return datetime.combine(day, CLOSE_TIME, tzinfo=NEW_YORK).astimezone(UTC)
+
+
+def day_start(day: date) -> datetime:
+    """Midnight New York at the start of ``day``, in UTC."""
+    return datetime.combine(day, time(0), tzinfo=NEW_YORK).astimezone(UTC)
+
+
+def session_date(moment: datetime) -> date:
+    """The New York calendar date of ``moment``."""
+    return moment.astimezone(NEW_YORK).date()
+
+
+# --- errors -------------------------------------------------------------------------------------
 class MarketDataError(Exception):
     """Base of every market-data failure."""
 
@@ -50,6 +79,45 @@ class ProviderMisconfigured(MarketDataUnavailable):
     retrying will not help until an operator changes the key or ``config.toml``."""
 
 
+# --- tickers and queries ------------------------------------------------------------------------
+TICKER_MAX_LENGTH = 10
+TICKER_RE = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,9}")
+MAX_QUERY_LENGTH = 40
+_TICKER_CHARACTERS = (
+    "A ticker may contain only letters, digits, '.' and '-', and starts with a letter or digit."
+)
+
+
+class InvalidTicker(ValueError):
+    """Not something that can be a ticker (the message says why)."""
+
+
+def normalize_ticker(raw: object) -> str:
+    """Return ``raw`` stripped and upper-cased, or raise InvalidTicker saying what is wrong."""
+    if not isinstance(raw, str):
+        raise InvalidTicker("Enter a ticker symbol.")
+    # ASCII first: Unicode case mapping would turn "ıbm" into "IBM" and "ß" into "SS".
+    if not raw.isascii():
+        raise InvalidTicker(_TICKER_CHARACTERS)
+    ticker = raw.strip().upper()
+    if not ticker:
+        raise InvalidTicker("Enter a ticker symbol.")
+    if len(ticker) > TICKER_MAX_LENGTH:
+        raise InvalidTicker(f"A ticker has at most {TICKER_MAX_LENGTH} characters.")
+    if not TICKER_RE.fullmatch(ticker):
+        raise InvalidTicker(_TICKER_CHARACTERS)
+    return ticker
+
+
+def clean_query(query: object) -> str:
+    """A search query as searched: printable, trimmed, at most MAX_QUERY_LENGTH characters."""
+    if not isinstance(query, str):
+        return ""
+    text = "".join(c for c in query if c.isprintable()).strip()
+    return text[:MAX_QUERY_LENGTH]
+
+
+# --- values -------------------------------------------------------------------------------------
 class Source:
     """Where a price came from."""
 
@@ -59,9 +127,8 @@ class Source:
     LABELS = {ALPHA_VANTAGE: "Alpha Vantage", IMPORT: "Imported"}
 
 
-@dataclass(frozen=True, slots=True)
-class PricePoint:
-    """One price of one ticker.
+class PricePoint(NamedTuple):
+    """One price of one ticker (immutable; ``replace`` makes a changed copy).
 
     ``price`` is the close of the bar (the last traded price for an intraday quote).
     ``previous_close`` is the close of the trading day before, when known (for day change).
@@ -81,67 +148,22 @@ class PricePoint:
     previous_close: Decimal | None = None
     is_stale: bool = False
 
+    def replace(self, **changes) -> PricePoint:
+        return self._replace(**changes)
+
     @property
     def source_label(self) -> str:
         return Source.LABELS.get(self.source, self.source)
 
     @property
     def session_date(self) -> date:
-        from marketdata.trading_calendar import session_date
-
         return session_date(self.as_of)
 
     @property
     def session_start(self) -> datetime:
         """Midnight New York at the start of its session's day, in UTC: no trade can have
         filled at this price before then."""
-        from marketdata.trading_calendar import day_start, session_date
-
         return day_start(session_date(self.as_of))
-
-
-def daily_points(
-    ticker: str,
-    rows: Iterable[tuple[datetime, Decimal, Decimal, Decimal, Decimal, int | None, str]],
-) -> list[PricePoint]:
-    """PricePoints of daily bars, from (as_of, open, high, low, close, volume, source) rows.
-
-    The same points as ``PricePoint(ticker=..., price=close, as_of=..., ...)``, built twice as
-    fast: a frozen dataclass's ``__init__`` sets each of the twelve fields through
-    ``object.__setattr__`` (4 µs a point, 20 ms for twenty years of bars); this sets them through
-    the slots' own descriptors.
-    """
-    new = object.__new__
-    set_ticker, set_price, set_as_of, set_source = (
-        _SLOT_SETTERS[name] for name in ("ticker", "price", "as_of", "source")
-    )
-    set_currency, set_open, set_high, set_low = (
-        _SLOT_SETTERS[name] for name in ("currency", "open", "high", "low")
-    )
-    set_close, set_volume, set_previous_close, set_is_stale = (
-        _SLOT_SETTERS[name] for name in ("close", "volume", "previous_close", "is_stale")
-    )
-    points = []
-    for as_of, open_, high, low, close, volume, source in rows:
-        point = new(PricePoint)
-        set_ticker(point, ticker)
-        set_price(point, close)
-        set_as_of(point, as_of)
-        set_source(point, source)
-        set_currency(point, "USD")
-        set_open(point, open_)
-        set_high(point, high)
-        set_low(point, low)
-        set_close(point, close)
-        set_volume(point, volume)
-        set_previous_close(point, None)
-        set_is_stale(point, False)
-        points.append(point)
-    return points
-
-
-# Every field must be set above: a test compares daily_points with PricePoint(...).
-_SLOT_SETTERS = {f.name: PricePoint.__dict__[f.name].__set__ for f in fields(PricePoint)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +174,7 @@ class SymbolMatch:
     currency: str = "USD"
 
 
+# --- the port -----------------------------------------------------------------------------------
 class MarketDataPort(Protocol):
     def get_current_price(self, ticker: str) -> PricePoint:
         """The latest price of ``ticker``; raises TickerNotFound or MarketDataUnavailable."""
@@ -170,7 +193,14 @@ class MarketDataPort(Protocol):
 
 
 def get_price_port() -> MarketDataPort:
-    """The configured implementation of the port."""
-    from marketdata.services import get_market_data
+    """The configured implementation of the port (``settings.PAPERTRADE_PRICE_PORT``)."""
+    from django.conf import settings
 
-    return get_market_data()
+    return _factory(settings.PAPERTRADE_PRICE_PORT)()
+
+
+@cache
+def _factory(path: str):
+    from django.utils.module_loading import import_string
+
+    return import_string(path)

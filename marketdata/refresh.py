@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,12 +33,20 @@ from django.core.cache import cache
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from marketdata.live import LiveMarketData, fetch_tickers
-from marketdata.port import MarketDataError
+from marketdata import price_cache
+from marketdata.models import PriceHistory
+from marketdata.port import (
+    InvalidTicker,
+    MarketDataError,
+    RateLimited,
+    TickerNotFound,
+    normalize_ticker,
+    session_date,
+)
 from marketdata.quota import Priority, get_quota
-from marketdata.services import NOT_FOUND, current_key, get_market_data, latest_bars
-from marketdata.tickers import InvalidTicker, normalize_ticker
-from marketdata.trading_calendar import latest_due_close, session_date
+from marketdata.trading_calendar import latest_due_close
+from marketdata.upstream import Fetch, Upstream
+from marketdata.wiring import get_upstream
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +129,8 @@ def refresh_tickers(
 
 def _run(plan_of, *, now: datetime | None, log) -> RefreshSummary:
     started = timezone.now()
-    port = get_market_data()
-    if not isinstance(port, LiveMarketData):
+    upstream = get_upstream()
+    if upstream is None:
         return RefreshSummary(started_at=started, finished_at=timezone.now(), note=NO_PROVIDER)
     plan: list[tuple[str, Priority]] = plan_of()
     log = log or (lambda line: None)
@@ -129,13 +138,17 @@ def _run(plan_of, *, now: datetime | None, log) -> RefreshSummary:
     # Fresh: the stored latest bar is of the newest session due by now (one query).
     grace = timedelta(minutes=settings.PAPERTRADE.staleness.grace_minutes)
     due = session_date(latest_due_close(now or started, grace))
-    stored = latest_bars([t for t, _ in plan]) if plan else {}
+    stored = PriceHistory.objects.latest_points([t for t, _ in plan])
     fresh = {t for t, _ in plan if t in stored and session_date(stored[t].as_of) >= due}
     stale = [(t, p) for t, p in plan if t not in fresh]
 
     # A ticker the provider said does not exist is not asked again while that is remembered.
-    remembered = cache.get_many([current_key(t) for t, _ in stale]) if stale else {}
-    failed = {t: "unknown ticker" for t, _ in stale if remembered.get(current_key(t)) == NOT_FOUND}
+    remembered = cache.get_many([price_cache.current_key(t) for t, _ in stale]) if stale else {}
+    failed = {
+        t: "unknown ticker"
+        for t, _ in stale
+        if remembered.get(price_cache.current_key(t)) == price_cache.NOT_FOUND
+    }
     queue = [(t, p) for t, p in stale if t not in failed]
 
     refreshed: list[str] = []
@@ -147,8 +160,8 @@ def _run(plan_of, *, now: datetime | None, log) -> RefreshSummary:
         if deferred:  # a batch before stopped (quota spent, interrupted): the rest waits too
             deferred += batch
             continue
-        report = fetch_tickers(port=port, tickers=batch, priority=priority, log=log)
-        refreshed += [r.ticker for r in report.refreshed]
+        report = fetch_tickers(upstream=upstream, tickers=batch, priority=priority, log=log)
+        refreshed += [r.ticker for r in report.fetched]
         failed.update(report.failed)
         deferred += report.remaining
         note = note or report.stopped_because
@@ -167,3 +180,84 @@ def _run(plan_of, *, now: datetime | None, log) -> RefreshSummary:
         quota_left_day=left,
         note=note,
     )
+
+
+# --- the batch fetch: one ticker after another through the quota ------------------------------
+@dataclass
+class FetchReport:
+    """What a batch fetch did: for commands and the scheduled refresh."""
+
+    fetched: list[Fetch]
+    failed: dict[str, str]
+    remaining: list[str]
+    stopped_because: str = ""
+
+    def summary(self) -> str:
+        inserted = sum(r.inserted for r in self.fetched)
+        updated = sum(r.updated for r in self.fetched)
+        text = (
+            f"Fetched {len(self.fetched)} tickers: {inserted:,} bars inserted, {updated:,} "
+            f"updated; {len(self.failed)} failed; {len(self.remaining)} not tried."
+        )
+        return text + (f" Stopped: {self.stopped_because}." if self.stopped_because else "")
+
+
+SPACING_WAIT_SLACK = 1.0
+LONGEST_WINDOW_WAIT = 65  # seconds a batch sleeps for a second/minute window to free up
+
+
+def fetch_tickers(
+    *,
+    upstream: Upstream,
+    tickers: list[str],
+    priority: Priority,
+    progress=None,
+    log: Callable[[str], None] = lambda line: None,
+) -> FetchReport:
+    """Fetch ``tickers`` one by one through the quota, in the order given.
+
+    Waits for the per-second spacing and for a per-minute window; continues past a failing
+    ticker; stops (leaving the rest in ``remaining``) when the day's share of the quota is
+    spent or the provider closes the window, or on KeyboardInterrupt (SIGTERM, in commands).
+    """
+    spacing = settings.PAPERTRADE.quota.min_seconds_between_calls
+    report = FetchReport(fetched=[], failed={}, remaining=[])
+    queue = list(tickers)
+    while queue:
+        ticker = queue[0]
+        try:
+            result = upstream.fetch(ticker, priority=priority, wait=spacing + SPACING_WAIT_SLACK)
+        except KeyboardInterrupt:
+            report.stopped_because = "interrupted"
+            break
+        except RateLimited as exc:
+            if exc.scope in ("second", "minute") and exc.retry_at is not None:
+                pause = (exc.retry_at - timezone.now()).total_seconds()
+                if pause <= LONGEST_WINDOW_WAIT:
+                    log(f"{ticker}: waiting {max(pause, 0):.0f} s for the quota window")
+                    try:
+                        time.sleep(max(pause, 0.05))
+                    except KeyboardInterrupt:
+                        report.stopped_because = "interrupted"
+                        break
+                    continue
+            until = f" until {exc.retry_at:%Y-%m-%d %H:%M} UTC" if exc.retry_at else ""
+            report.stopped_because = f"the quota is spent{until}"
+            break
+        except TickerNotFound:
+            report.failed[ticker] = "unknown ticker"
+            log(f"{ticker}: the provider does not know this ticker")
+        except MarketDataError as exc:
+            report.failed[ticker] = str(exc)
+            log(f"{ticker}: failed: {exc}")
+        else:
+            report.fetched.append(result)
+            log(
+                f"{ticker}: {result.inserted} bars inserted, {result.updated} updated; latest "
+                f"{result.point.price} as of {timezone.localtime(result.point.as_of):%Y-%m-%d}"
+            )
+        queue.pop(0)
+        if progress is not None:
+            progress.update(1)
+    report.remaining = queue
+    return report

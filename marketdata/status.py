@@ -17,21 +17,14 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from marketdata import cache_stats
 from marketdata.models import Interval, PriceHistory
-from marketdata.port import MarketDataError, Source
+from marketdata.port import MarketDataError, Source, session_date
 from marketdata.quota import Priority, QuotaStatus, get_quota
 from marketdata.refresh import LAST_REFRESH_KEY, RefreshSummary, tracked_tickers
-from marketdata.services import (
-    CACHE_HITS_KEY,
-    CACHE_MISSES_KEY,
-    CACHE_STATS_SINCE_KEY,
-    counts_cache_reads,
-    flush_cache_reads,
-    is_live,
-    latest_bars,
-    upstream_status,
-)
-from marketdata.trading_calendar import latest_due_close, nyse, session_date
+from marketdata.trading_calendar import latest_due_close, nyse
+from marketdata.upstream_status import upstream_status
+from marketdata.wiring import is_live
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +63,7 @@ class CoverageGap:
 
 @dataclass(frozen=True)
 class CacheReads:
-    counted: bool  # False on the embedded database cache (see services.count_cache_reads)
+    counted: bool  # False on the embedded database cache (see marketdata.cache_stats)
     hits: int = 0
     misses: int = 0
     since: datetime | None = None
@@ -117,16 +110,16 @@ def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:
     except MarketDataError as exc:  # the quota's store is unreachable
         quota_error = str(exc)
 
-    if counts_cache_reads():
-        flush_cache_reads()  # this process's reads not yet sent (other processes lag ≤ 10 s)
+    if cache_stats.counted():
+        cache_stats.flush()  # this process's reads not yet sent (other processes lag ≤ 10 s)
     cached = cache.get_many(
-        [LAST_REFRESH_KEY, CACHE_HITS_KEY, CACHE_MISSES_KEY, CACHE_STATS_SINCE_KEY]
+        [LAST_REFRESH_KEY, cache_stats.HITS_KEY, cache_stats.MISSES_KEY, cache_stats.SINCE_KEY]
     )
-    since = cached.get(CACHE_STATS_SINCE_KEY)
+    since = cached.get(cache_stats.SINCE_KEY)
     reads = CacheReads(
-        counted=counts_cache_reads(),
-        hits=int(cached.get(CACHE_HITS_KEY) or 0),
-        misses=int(cached.get(CACHE_MISSES_KEY) or 0),
+        counted=cache_stats.counted(),
+        hits=int(cached.get(cache_stats.HITS_KEY) or 0),
+        misses=int(cached.get(cache_stats.MISSES_KEY) or 0),
         since=datetime.fromtimestamp(since, UTC) if isinstance(since, int) else None,
     )
     last = cached.get(LAST_REFRESH_KEY)
@@ -152,7 +145,7 @@ def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:
 def _freshness(plan: list[tuple[str, Priority]], now: datetime) -> list[TickerFreshness]:
     grace = timedelta(minutes=settings.PAPERTRADE.staleness.grace_minutes)
     expected = session_date(latest_due_close(now, grace))
-    bars = latest_bars([t for t, _ in plan]) if plan else {}  # one query
+    bars = PriceHistory.objects.latest_points([t for t, _ in plan])  # one query
     rows = []
     for ticker, priority in plan:
         bar = bars.get(ticker)

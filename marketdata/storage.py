@@ -5,29 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from decimal import Decimal
-from typing import Protocol
 
 from django.db import IntegrityError, connection, transaction
 
+from marketdata.bars import DailyBar
 from marketdata.models import Interval, PriceHistory
-from marketdata.port import Source
-from marketdata.trading_calendar import CLOSE_TIME, NEW_YORK, close_of
+from marketdata.port import CLOSE_TIME, NEW_YORK, Source, close_of
 
 UPDATE_FIELDS = ["open", "high", "low", "close", "volume", "source", "fetched_at"]
 
 
-class BarLike(Protocol):
-    day: date
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
-
-
 def upsert_daily_bars(
-    *, ticker: str, bars: Iterable[BarLike], source: str, fetched_at: datetime
+    *, ticker: str, bars: Iterable[DailyBar], source: str, fetched_at: datetime
 ) -> tuple[int, int]:
     """Insert new bars and update changed ones; returns (inserted, updated).
 

@@ -12,9 +12,8 @@ from functools import cache
 from django.conf import settings
 
 from marketdata.models import PriceHistory
-from marketdata.port import SymbolMatch
+from marketdata.port import SymbolMatch, clean_query
 
-MAX_QUERY_LENGTH = 40
 LIMIT = 10
 
 
@@ -23,14 +22,6 @@ def bundled_symbols() -> dict[str, str]:
     path = settings.BASE_DIR / "data" / "symbols.csv"
     with open(path, newline="", encoding="utf-8") as fh:
         return {row["symbol"]: row["name"] for row in csv.DictReader(fh)}
-
-
-def clean_query(query: object) -> str:
-    """The query as searched: printable, trimmed, at most MAX_QUERY_LENGTH characters."""
-    if not isinstance(query, str):
-        return ""
-    text = "".join(c for c in query if c.isprintable()).strip()
-    return text[:MAX_QUERY_LENGTH]
 
 
 def search_local(query: str, limit: int = LIMIT) -> list[SymbolMatch]:

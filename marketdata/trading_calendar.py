@@ -1,4 +1,6 @@
-"""The NYSE trading calendar (from ``exchange_calendars``), and session/close times.
+"""The NYSE trading calendar (from ``exchange_calendars``): which sessions there are, and
+which close is due by a moment. The market's clock itself (``close_of``, ``day_start``,
+``session_date``) is part of the contract, in ``marketdata.port``.
 
 Named ``trading_calendar`` so as not to shadow the standard library's ``calendar``.
 ``exchange_calendars`` and pandas take most of a second to import, so they load on first use:
@@ -9,16 +11,14 @@ without them.
 from __future__ import annotations
 
 import threading
-import zoneinfo
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
+from marketdata.port import close_of, session_date
+
 if TYPE_CHECKING:
     import exchange_calendars
-
-NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
-CLOSE_TIME = time(16, 0)
 
 
 _build_lock = threading.Lock()
@@ -37,21 +37,6 @@ def _nyse() -> exchange_calendars.ExchangeCalendar:
 
     # Wide enough for the bundled history (from 1999) and a year ahead.
     return exchange_calendars.get_calendar("XNYS", start="1990-01-02")
-
-
-def close_of(day: date) -> datetime:
-    """The UTC time of a regular session's close on ``day`` (16:00 New York)."""
-    return datetime.combine(day, CLOSE_TIME, tzinfo=NEW_YORK).astimezone(UTC)
-
-
-def day_start(day: date) -> datetime:
-    """Midnight New York at the start of ``day``, in UTC."""
-    return datetime.combine(day, time(0), tzinfo=NEW_YORK).astimezone(UTC)
-
-
-def session_date(moment: datetime) -> date:
-    """The New York calendar date of ``moment``."""
-    return moment.astimezone(NEW_YORK).date()
 
 
 def latest_due_close(now: datetime, grace: timedelta) -> datetime:

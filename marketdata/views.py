@@ -2,9 +2,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from marketdata.port import get_price_port
+from marketdata.port import clean_query, get_price_port
 from marketdata.status import market_data_status
-from marketdata.symbols import clean_query
 
 
 @require_GET

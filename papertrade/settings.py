@@ -190,7 +190,9 @@ ALPHA_VANTAGE_API_KEY = env.str("ALPHA_VANTAGE_API_KEY", default="")
 ALPHA_VANTAGE_BASE_URL = env.str(
     "ALPHA_VANTAGE_BASE_URL", default="https://www.alphavantage.co/query"
 )
-DEMO_PRICES_DIR = BASE_DIR / "data" / "prices"
+# The price port's implementation: a dotted path to the factory ``marketdata.port`` calls, so
+# the port (the contract) imports nothing of what implements it.
+PAPERTRADE_PRICE_PORT = "marketdata.wiring.get_market_data"
 # "Which tickers are held", for the scheduled refresh: a dotted path to a function returning
 # a list of tickers, so marketdata never imports portfolios.
 PAPERTRADE_HELD_TICKERS = "portfolios.selectors.held_tickers"

@@ -5,7 +5,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
-from marketdata.tickers import TICKER_MAX_LENGTH
+from marketdata.port import TICKER_MAX_LENGTH
 from portfolios.money import CASH_PLACES, QUANTITY_PLACES, parse_decimal
 from portfolios.services import NAME_MAX_LENGTH
 

@@ -15,15 +15,15 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketdata.port import InvalidTicker as _BadTicker
 from marketdata.port import (
     MarketDataPort,
     MarketDataUnavailable,
     PricePoint,
     TickerNotFound,
     get_price_port,
+    normalize_ticker,
 )
-from marketdata.tickers import InvalidTicker as _BadTicker
-from marketdata.tickers import normalize_ticker
 from portfolios.exceptions import (
     BalanceLimitExceeded,
     InsufficientFunds,

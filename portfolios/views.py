@@ -14,9 +14,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from marketdata.port import MarketDataError, TickerNotFound, get_price_port
-from marketdata.symbols import clean_query
-from marketdata.tickers import InvalidTicker, normalize_ticker
+from marketdata.port import (
+    InvalidTicker,
+    MarketDataError,
+    TickerNotFound,
+    clean_query,
+    get_price_port,
+    normalize_ticker,
+)
 from portfolios import services
 from portfolios.exceptions import LedgerError
 from portfolios.forms import (

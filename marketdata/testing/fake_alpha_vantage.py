@@ -24,6 +24,7 @@ Imports nothing from Django.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -78,8 +79,15 @@ MINUTE_LIMIT_BODY = {
     "API call frequency."
 }
 
+# What a load balancer answers when the service behind it is down (HTTP 503, not JSON).
+OUTAGE_PAGE = (
+    "<html><head><title>503 Service Unavailable</title></head><body><h1>503 Service "
+    "Unavailable</h1><p>No server is available to handle this request.</p></body></html>"
+)
+
 JSON = "application/json"
 CSV = "application/x-download"
+HTML = "text/html; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,8 @@ def _nyse_sessions(end: date, count: int) -> list[date]:
 
 def _latest_session() -> date:
     """The latest NYSE session whose close has passed (what a real key would serve now)."""
-    from marketdata.trading_calendar import latest_due_close, session_date
+    from marketdata.port import session_date
+    from marketdata.trading_calendar import latest_due_close
 
     return session_date(latest_due_close(datetime.now(UTC), timedelta(0)))
 
@@ -201,6 +210,7 @@ class FakeAlphaVantage:
 
     What a request gets, first match wins:
 
+    0. outage mode (:meth:`outage`): an HTML 503 page (the request still counts for the limits);
     1. limits mode (:meth:`limits`): a request that breaks a limit gets the real rate-limit body;
     2. :meth:`throttle_after`: past ``n`` requests, the rate-limit body;
     3. no ``apikey``: the real "apikey is invalid or missing" error;
@@ -212,6 +222,8 @@ class FakeAlphaVantage:
        (a compact request served from a ``_full_`` file gets its newest 100 rows);
     7. generated data: TIME_SERIES_DAILY from :meth:`default_daily`, GLOBAL_QUOTE from its last
        two bars, SYMBOL_SEARCH an empty ``bestMatches``; any other function, "Invalid API call".
+
+    In slow mode (:meth:`slow`) every answer is sent only after a delay.
 
     ``as_of`` is the last session of generated series (default: the latest session closed now).
     """
@@ -233,6 +245,9 @@ class FakeAlphaVantage:
         self._unknown: set[str] = set()
         self._throttle: tuple[int, dict | str] | None = None
         self._limits: _Limits | None = None
+        self._outage: int | None = 0  # requests still to answer with OUTAGE_PAGE; None: all
+        self._outage_status = 503
+        self._slow = 0.0
         self._minute_counts: Counter[int] = Counter()
         self._day_counts: Counter[date] = Counter()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -334,6 +349,19 @@ class FakeAlphaVantage:
                 body, status, delay, content_type
             )
 
+    def outage(self, count: int | None = None, status: int = 503) -> None:
+        """Answer the next ``count`` requests (every one when None) with an HTML outage page
+        and ``status``; ``outage(0)`` ends it."""
+        with self._lock:
+            self._outage = count
+            self._outage_status = status
+
+    def slow(self, delay: float) -> None:
+        """Send every answer only after ``delay`` seconds (0 ends slow mode): past a client's
+        timeout, that is a provider that answers too late."""
+        with self._lock:
+            self._slow = max(delay, 0.0)
+
     def unknown(self, *symbols: str) -> None:
         """Answer these symbols as the real service answers a ticker it does not know."""
         with self._lock:
@@ -414,6 +442,10 @@ class FakeAlphaVantage:
         apikey = query.get("apikey", "")
         index, violation = self._record(function, symbol, apikey)
         with self._lock:
+            if self._outage is None or self._outage > 0:
+                if self._outage is not None:
+                    self._outage -= 1
+                return _Route(OUTAGE_PAGE, self._outage_status, self._slow, HTML), apikey
             throttle = self._throttle
             route = self._routes.get((function, symbol.upper())) or self._routes.get(
                 (function, "*")
@@ -503,10 +535,13 @@ def _handler_for(fake: FakeAlphaVantage) -> type[BaseHTTPRequestHandler]:
                 return
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             route, apikey = fake._answer(query)
-            if route.delay:
-                time.sleep(route.delay)
+            delay = max(route.delay, fake._slow)
+            if delay:
+                time.sleep(delay)
             text = route.body if isinstance(route.body, str) else json.dumps(route.body, indent=4)
-            self._send(route.status, text.replace("{apikey}", apikey), route.content_type)
+            # A client that gave up waiting (a timeout: what slow mode is for) hangs up first.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._send(route.status, text.replace("{apikey}", apikey), route.content_type)
 
         def do_POST(self) -> None:
             if urlsplit(self.path).path == "/_fake/reset":
@@ -528,8 +563,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-minute", type=int, default=None)
     parser.add_argument("--per-day", type=int, default=25)
     parser.add_argument("--tolerance", type=float, default=0.0)
+    parser.add_argument("--outage", action="store_true", help="answer every request with a 503")
+    parser.add_argument("--slow", type=float, default=0.0, help="delay every answer (seconds)")
     args = parser.parse_args(argv)
     fake = FakeAlphaVantage(args.fixtures, as_of=args.as_of, port=args.port)
+    if args.outage:
+        fake.outage()
+    fake.slow(args.slow)
     if args.limits:
         fake.limits(
             min_interval=args.min_interval,

@@ -6,8 +6,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from marketdata.models import Interval, PriceHistory
-from marketdata.port import Source
-from marketdata.trading_calendar import close_of
+from marketdata.port import Source, close_of
 
 
 def store_bars(

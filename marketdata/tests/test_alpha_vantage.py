@@ -37,16 +37,17 @@ from marketdata.alpha_vantage import (
     DailyBar,
     DailySeries,
     Quote,
+    TransientError,
     scrub,
 )
 from marketdata.port import (
+    InvalidTicker,
     MarketDataUnavailable,
     ProviderMisconfigured,
     RateLimited,
     SymbolMatch,
     TickerNotFound,
 )
-from marketdata.tickers import InvalidTicker
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures" / "alphavantage"
@@ -106,20 +107,12 @@ def serve(
     session.mount("http://", adapter)
     client_kwargs.setdefault("api_key", TEST_KEY)
     client = AlphaVantageClient(base_url=BASE_URL, timeout=5.0, session=session, **client_kwargs)
-    client.retry_backoff_seconds = 0.0
     return client, adapter
 
 
 @pytest.fixture(autouse=True)
 def fixed_clock(monkeypatch):
     monkeypatch.setattr(alpha_vantage, "_now", lambda: NOW)
-
-
-@pytest.fixture
-def sleeps(monkeypatch) -> list[float]:
-    waited: list[float] = []
-    monkeypatch.setattr(alpha_vantage, "_sleep", waited.append)
-    return waited
 
 
 def bar(day: str, o: str, h: str, lo: str, c: str, v: int) -> DailyBar:
@@ -443,6 +436,40 @@ def test_burst_limit_is_per_second():  # E8 (also mentions "per day")
     assert caught.value.retry_at == NOW + timedelta(seconds=2)
 
 
+# Throttle before premium: every rate-limit wording is a rate limit, whatever its tail (E8's
+# varies, and may end with E9's "…unlock all premium endpoints").
+PREMIUM_TAIL = (
+    " You may subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to "
+    "instantly unlock all premium endpoints"
+)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "scope"),
+    [
+        ("synthetic_information_burst_premium_tail.json", "second"),
+        ("synthetic_information_burst_1_per_second.json", "second"),
+        ("note_rate_limit_5min_500day_2019.json", "minute"),
+        ("synthetic_note_rate_limit_5min_100day.json", "minute"),
+        ("information_higher_call_volume_2018.json", "minute"),
+        ("synthetic_information_daily_limit_25.json", "day"),
+        ("synthetic_information_daily_limit_key_echo.json", "day"),
+    ],
+)
+@pytest.mark.parametrize("tail", ["", PREMIUM_TAIL])
+def test_a_throttle_with_a_premium_tail_is_still_a_throttle(fixture, scope, tail):
+    body = json.loads(fixture_bytes(fixture))
+    key = next(k for k in ("Information", "Note") if k in body)
+    body[key] += tail
+    client, _ = serve((200, JSON, json.dumps(body).encode()))
+
+    with pytest.raises(RateLimited) as caught:
+        client.daily("IBM")
+
+    assert caught.value.scope == scope
+    assert not isinstance(caught.value, ProviderMisconfigured)
+
+
 def test_premium_endpoint_is_misconfiguration():  # E9
     client, _ = serve("synthetic_information_premium_endpoint.json")
 
@@ -523,15 +550,14 @@ def test_html_outage_page_with_200_is_unavailable():
         client.quote("IBM")
 
 
-def test_html_503_outage_is_retried_then_unavailable(sleeps):
-    client, adapter = serve((503, HTML, fixture_bytes("synthetic_outage_503.html")), max_retries=2)
-    client.retry_backoff_seconds = 0.25
+def test_html_503_outage_is_transient_after_one_request():
+    """Whether to try again is the upstream part's call (each attempt through the quota)."""
+    client, adapter = serve((503, HTML, fixture_bytes("synthetic_outage_503.html")))
 
-    with pytest.raises(MarketDataUnavailable, match="HTTP 503"):
+    with pytest.raises(TransientError, match="HTTP 503"):
         client.daily("IBM")
 
-    assert len(adapter.sent) == 3
-    assert sleeps == [0.25, 0.5]
+    assert len(adapter.sent) == 1
 
 
 def test_no_matches_is_an_empty_list():
@@ -674,22 +700,21 @@ def json_answer(name: str) -> tuple[int, str, bytes]:
     return 200, JSON, fixture_bytes(name)
 
 
-def test_timeout_on_a_real_socket_is_retried_then_unavailable(local_server, sleeps, caplog):
+def test_timeout_on_a_real_socket_is_transient_after_one_request(local_server, caplog):
     caplog.set_level(logging.DEBUG)
     server = local_server(lambda query, n: None)
     client = AlphaVantageClient(api_key=TEST_KEY, base_url=server.base_url, timeout=0.2)
 
-    with pytest.raises(MarketDataUnavailable, match="timed out") as caught:
+    with pytest.raises(TransientError, match="timed out") as caught:
         client.daily("IBM")
 
-    assert len(server.queries) == 2  # max_retries=1
+    assert len(server.queries) == 1
     assert server.queries[0]["apikey"] == TEST_KEY
-    assert sleeps == [0.5]
     assert TEST_KEY not in "".join(traceback.format_exception(caught.value))
     assert all(TEST_KEY not in r.getMessage() for r in caplog.records)
 
 
-def test_connection_refused_is_unavailable_and_scrubbed(sleeps, caplog):
+def test_connection_refused_is_transient_and_scrubbed(caplog):
     caplog.set_level(logging.DEBUG)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -698,10 +723,9 @@ def test_connection_refused_is_unavailable_and_scrubbed(sleeps, caplog):
         api_key=TEST_KEY, base_url=f"http://127.0.0.1:{port}/query", timeout=1.0
     )
 
-    with pytest.raises(MarketDataUnavailable, match="connection failed") as caught:
+    with pytest.raises(TransientError, match="connection failed") as caught:
         client.quote("IBM")
 
-    assert sleeps == [0.5]
     text = "".join(traceback.format_exception(caught.value))
     assert TEST_KEY not in text and "apikey=" not in text
     assert caught.value.__cause__ is None and caught.value.__context__ is None
@@ -709,7 +733,7 @@ def test_connection_refused_is_unavailable_and_scrubbed(sleeps, caplog):
 
 
 # === 3. Retries ===================================================================================
-def test_one_503_then_success_is_one_retry(local_server, sleeps, caplog):
+def test_each_request_logs_one_scrubbed_line(local_server, caplog):
     caplog.set_level(logging.DEBUG)  # urllib3 logs each request line: it must come out scrubbed
     html = fixture_bytes("synthetic_outage_503.html")
     server = local_server(
@@ -719,13 +743,16 @@ def test_one_503_then_success_is_one_retry(local_server, sleeps, caplog):
     )
     client = AlphaVantageClient(api_key=TEST_KEY, base_url=server.base_url, timeout=2.0)
 
+    with pytest.raises(TransientError):
+        client.quote("IBM")
     quote = client.quote("IBM")
 
     assert quote.price == Decimal("121.7400")
     assert len(server.queries) == 2
-    assert sleeps == [0.5]
     ours = [r for r in caplog.records if r.name == "marketdata.alpha_vantage"]
-    assert [("retry" in r.getMessage(), "outcome=ok" in r.getMessage()) for r in ours] == [
+    assert [
+        ("outcome=unavailable" in r.getMessage(), "outcome=ok" in r.getMessage()) for r in ours
+    ] == [
         (True, False),
         (False, True),
     ]
@@ -746,17 +773,15 @@ def test_one_503_then_success_is_one_retry(local_server, sleeps, caplog):
         ("error_invalid_api_call_CMO_2018.json", TickerNotFound),
     ],
 )
-def test_rate_limits_and_misconfiguration_are_never_retried(local_server, sleeps, fixture, error):
+def test_rate_limits_and_misconfiguration_are_not_transient(local_server, fixture, error):
     server = local_server(lambda query, n: json_answer(fixture))
-    client = AlphaVantageClient(
-        api_key=TEST_KEY, base_url=server.base_url, timeout=2.0, max_retries=3
-    )
+    client = AlphaVantageClient(api_key=TEST_KEY, base_url=server.base_url, timeout=2.0)
 
-    with pytest.raises(error):
+    with pytest.raises(error) as caught:
         client.daily("IBM")
 
+    assert not isinstance(caught.value, TransientError)
     assert len(server.queries) == 1
-    assert sleeps == []
 
 
 # === 2. vcrpy cassettes (request side) ============================================================

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 from django.db import connection
 
-from marketdata.port import MarketDataUnavailable, PricePoint, TickerNotFound
-from marketdata.services import StoredMarketData, get_market_data, history_query
-from marketdata.testing.fake_alpha_vantage import daily_series
+from marketdata.models import PriceHistory
+from marketdata.port import MarketDataUnavailable, PricePoint, TickerNotFound, session_date
 from marketdata.tests.factories import store_bars, store_series
-from marketdata.trading_calendar import latest_due_close, nyse, session_date
+from marketdata.tiers import TieredMarketData
+from marketdata.trading_calendar import latest_due_close, nyse
+from marketdata.wiring import get_market_data
 
 DAILY = "TIME_SERIES_DAILY"
 
@@ -29,8 +30,8 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def port_at(moment: str) -> StoredMarketData:
-    return StoredMarketData(clock=lambda: at(moment))
+def port_at(moment: str) -> TieredMarketData:
+    return TieredMarketData(clock=lambda: at(moment))
 
 
 def sessions(end: date, count: int) -> list[date]:
@@ -113,13 +114,14 @@ def test_history_points_are_the_stored_bars_exactly(db):
     ]
     assert [p.as_of.utcoffset() for p in points] == [timedelta(0), timedelta(0)]
     assert [p.as_of.hour for p in points] == [21, 20]  # 16:00 EST, then 16:00 EDT
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):  # immutable: a changed copy comes from replace()
         points[0].price = Decimal("1")
+    assert points[0].replace(price=Decimal("1")).price == Decimal("1") != points[0].price
 
 
 # --- the live port: topping up from upstream --------------------------------------------------
 def test_complete_history_costs_no_call(live, fake_av):
-    due = live._due_session()
+    due = live.due_session()
     store_sessions("FULLCO", sessions(due, 60))
     history = live.get_price_history("FULLCO", sessions(due, 40)[0], date.today())
     assert len(history) == 40
@@ -127,7 +129,7 @@ def test_complete_history_costs_no_call(live, fake_av):
 
 
 def test_missing_recent_days_cost_one_call_then_none(live, fake_av):
-    due = live._due_session()
+    due = live.due_session()
     recent = sessions(due, 60)
     store_sessions("GAPCO", recent[:-10])  # the store ends ten sessions ago
     history = live.get_price_history("GAPCO", recent[0], date.today())
@@ -162,13 +164,13 @@ def test_an_old_range_is_asked_for_only_on_a_premium_key(live, fake_av, settings
     md = dataclasses.replace(settings.PAPERTRADE.market_data, premium=True)
     settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, market_data=md)
     premium = get_market_data()
-    assert premium.client.premium  # asks outputsize=full
+    assert premium.upstream.client.premium  # asks outputsize=full
     premium.get_price_history("OLDCO", date(2015, 1, 1), date(2015, 12, 31))
     assert fake_av.count(DAILY, "OLDCO") == 1
 
 
 def test_a_failing_top_up_returns_the_stored_bars(live, fake_av):
-    recent = sessions(live._due_session(), 30)
+    recent = sessions(live.due_session(), 30)
     store_sessions("THRCO", recent[:-5])
     store_sessions("DOWNCO", recent[:-5])
     fake_av.route(DAILY, "DOWNCO", "<html>Application Error</html>", status=503)
@@ -193,40 +195,31 @@ def test_an_unknown_ticker_costs_one_call_then_none(live, fake_av):
 
 
 def test_a_delisted_ticker_keeps_its_stored_history(live, fake_av):
-    recent = sessions(live._due_session(), 30)
+    recent = sessions(live.due_session(), 30)
     store_sessions("GONECO", recent[:-10])
     fake_av.unknown("GONECO")
     for _ in range(2):
         assert len(live.get_price_history("GONECO", recent[0], date.today())) == 20
     inside = datetime.combine(recent[5], time(23, 30), tzinfo=UTC)
     assert live.get_price_at("GONECO", inside).session_date == recent[5]
-    with pytest.raises(MarketDataUnavailable, match=f"latest stored bar is {recent[-11]}"):
-        live.get_price_at("GONECO", datetime.now(UTC))
     assert fake_av.count() == 1
 
 
-def test_a_price_now_past_the_stored_bars_is_topped_up_once(live, fake_av):
-    recent = sessions(live._due_session(), 30)
+def test_a_price_at_a_moment_past_the_stored_bars_is_the_last_one_marked_stale(live, fake_av):
+    """get_price_at reads what is stored and never calls the provider: a moment past the last
+    stored bar gets that bar, marked stale (the time machine reads history, it does not fetch)."""
+    recent = sessions(live.due_session(), 30)
     store_sessions("NOWCO", recent[:-10])
     point = live.get_price_at("NOWCO", datetime.now(UTC))
-    assert fake_av.count(DAILY, "NOWCO") == 1
-    assert not point.is_stale
-    assert point.session_date >= recent[-1]
-
-
-def test_a_price_is_never_carried_past_the_providers_last_bar(live, fake_av):
-    recent = sessions(live._due_session(), 30)
-    store_sessions("LAGCO", recent[:10])
-    # The provider itself is five sessions behind.
-    fake_av.route(DAILY, "LAGCO", daily_series("LAGCO", recent[-6]))
-    for _ in range(2):
-        with pytest.raises(MarketDataUnavailable, match=f"latest stored bar is {recent[-6]}"):
-            live.get_price_at("LAGCO", datetime.now(UTC))
-    assert fake_av.count() == 1
-    # A moment the provider's bars cover is answered from them, with no call.
-    moment = datetime.combine(recent[-7], datetime.min.time(), tzinfo=UTC)
-    assert live.get_price_at("LAGCO", moment).session_date == recent[-8]
-    assert fake_av.count() == 1
+    assert point.session_date == recent[-11]
+    assert point.is_stale
+    assert point.previous_close is not None
+    # A moment the stored bars cover is answered from them, fresh as of that moment.
+    moment = datetime.combine(recent[-13], datetime.min.time(), tzinfo=UTC)
+    earlier = live.get_price_at("NOWCO", moment)
+    assert earlier.session_date == recent[-14]
+    assert not earlier.is_stale
+    assert fake_av.count() == 0
 
 
 def test_a_saturday_in_the_stored_past_costs_no_call(live, fake_av, aapl):
@@ -261,13 +254,17 @@ def test_a_year_of_one_ticker_among_many_is_one_index_range_scan():
     with connection.cursor() as cursor:
         cursor.execute(LOAD_20_YEARS)
         cursor.execute("ANALYZE marketdata_pricehistory")
-    year_plan = history_query("T017", date(2023, 1, 1), date(2023, 12, 31)).explain(analyze=True)
+    year_plan = PriceHistory.objects.sessions("T017", date(2023, 1, 1), date(2023, 12, 31)).explain(
+        analyze=True
+    )
     print(f"\nOne year:\n{year_plan}")
     assert year_plan.startswith("Index Scan using pricehistory_unique_bar"), year_plan
     assert "Sort" not in year_plan, year_plan
     # Twenty years: the planner may read that index's range as a bitmap and sort; never a Seq Scan.
-    all_plan = history_query("T017", date(2004, 1, 1), date(2023, 12, 31)).explain(analyze=True)
+    all_plan = PriceHistory.objects.sessions("T017", date(2004, 1, 1), date(2023, 12, 31)).explain(
+        analyze=True
+    )
     print(f"\nTwenty years:\n{all_plan}")
     assert "pricehistory_unique_bar" in all_plan and "Seq Scan" not in all_plan, all_plan
-    year = StoredMarketData().get_price_history("T017", date(2023, 1, 1), date(2023, 12, 31))
+    year = TieredMarketData().get_price_history("T017", date(2023, 1, 1), date(2023, 12, 31))
     assert len(year) == 260  # the weekdays of 2023

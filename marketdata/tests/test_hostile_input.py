@@ -14,8 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marketdata.models import PriceHistory
-from marketdata.symbols import MAX_QUERY_LENGTH, clean_query
-from marketdata.tickers import TICKER_RE, InvalidTicker, normalize_ticker
+from marketdata.port import (
+    MAX_QUERY_LENGTH,
+    TICKER_RE,
+    InvalidTicker,
+    clean_query,
+    normalize_ticker,
+)
 
 pytestmark = pytest.mark.django_db
 

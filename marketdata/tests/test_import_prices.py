@@ -24,11 +24,10 @@ from marketdata.importing import (
     import_price_files,
 )
 from marketdata.models import Interval, PriceHistory
-from marketdata.port import Source
-from marketdata.services import get_market_data
+from marketdata.port import Source, close_of
 from marketdata.storage import copy_daily_bars
 from marketdata.tests.factories import store_bars
-from marketdata.trading_calendar import close_of
+from marketdata.wiring import get_market_data
 
 pytestmark = pytest.mark.django_db
 

@@ -64,7 +64,7 @@ def test_imported_bars_are_never_overwritten_by_the_provider(live, fake_av):
     store_bars("KEEP", [(date.fromisoformat(last_day), "999.0000")], source=Source.IMPORT)
     cache.clear()
     # The stored bar is fresh, so nothing is fetched; force a fetch to test the rule.
-    live.refresh_ticker("KEEP", priority=0)
+    live.upstream.fetch("KEEP", priority=0)
     kept = PriceHistory.objects.get(ticker="KEEP", close=Decimal("999.0000"))
     assert kept.source == Source.IMPORT
     assert PriceHistory.objects.filter(ticker="KEEP").count() == 100
@@ -83,7 +83,7 @@ def test_a_throttled_answer_serves_the_stored_price_with_a_warning(live, fake_av
     assert point.price == Decimal("10.0000") and point.is_stale
     assert fake_av.count() == 1
     # The provider said stop: nobody calls again, however many pages are opened.
-    cache.delete("papertrade:md:v1:current:OLDCO")
+    cache.delete("papertrade:md:v2:current:OLDCO")
     client.force_login(user)
     for url in ("/", "/stocks/OLDCO/", "/stocks/OTHER/"):
         response = client.get(url)
@@ -216,7 +216,7 @@ def test_the_api_key_is_nowhere_after_the_key_echoing_limit_message(live, fake_a
     assert KEY not in out and KEY not in err
     assert KEY not in everything_in_the_database()
     assert KEY.encode() not in everything_in_the_cache()
-    assert KEY not in repr(cache.get("md:v1:upstream-status"))
+    assert KEY not in repr(cache.get("md:v2:upstream-status"))
 
 
 def test_global_quote_serves_a_persons_request_when_configured(live, fake_av, settings):

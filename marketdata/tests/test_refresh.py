@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from marketdata.models import PriceHistory
+from marketdata.port import session_date
 from marketdata.quota import Priority
 from marketdata.refresh import (
     LAST_REFRESH_KEY,
@@ -22,7 +23,7 @@ from marketdata.refresh import (
     tracked_tickers,
 )
 from marketdata.tests.factories import store_bars
-from marketdata.trading_calendar import latest_due_close, session_date
+from marketdata.trading_calendar import latest_due_close
 from portfolios.models import Holding
 from portfolios.selectors import held_tickers
 
@@ -158,7 +159,6 @@ def test_a_holiday_with_everything_fresh_costs_nothing(live, fake_av, portfolio,
 
 
 def test_a_failing_ticker_does_not_stop_the_others(live, fake_av, settings, monkeypatch):
-    monkeypatch.setattr("marketdata.alpha_vantage._sleep", lambda seconds: None)
     fake_av.unknown("GONE")
     fake_av.route(DAILY, "DOWN", "<html>503 Service Unavailable</html>", status=503)
     watch(settings, "GONE", "DOWN", "GOOD")

@@ -9,9 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from marketdata.port import PricePoint, Source, TickerNotFound
-from marketdata.services import StoredMarketData, current_key, forget_current_prices
+from marketdata.price_cache import current_key, forget_current_prices
 from marketdata.testing.cache_calls import CacheCalls
 from marketdata.tests.factories import store_bars, store_series
+from marketdata.tiers import TieredMarketData
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +26,8 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def port_at(moment: str) -> StoredMarketData:
-    return StoredMarketData(clock=lambda: at(moment))
+def port_at(moment: str) -> TieredMarketData:
+    return TieredMarketData(clock=lambda: at(moment))
 
 
 def test_a_stored_close_is_the_current_price_with_its_provenance(aapl):

@@ -13,10 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conftest import on_redis
+from marketdata.port import session_date
 from marketdata.refresh import refresh_prices
-from marketdata.services import StoredMarketData
 from marketdata.tests.factories import store_bars
-from marketdata.trading_calendar import latest_due_close, session_date
+from marketdata.tiers import TieredMarketData
+from marketdata.trading_calendar import latest_due_close
 from portfolios.models import Holding
 
 pytestmark = pytest.mark.django_db
@@ -124,7 +125,7 @@ def test_it_lists_the_trading_days_missing_inside_a_stored_range(staff_client, s
 
 
 def test_it_shows_the_cache_hit_ratio_where_it_is_counted(staff_client, aapl, ibm):
-    port = StoredMarketData()
+    port = TieredMarketData()
     port.get_current_prices(["AAPL", "IBM"])  # two misses, read from the database
     port.get_current_prices(["AAPL", "IBM"])  # two hits
     port.get_current_prices(["AAPL"])  # one more hit

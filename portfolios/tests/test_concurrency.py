@@ -20,7 +20,7 @@ import pytest
 from django.conf import settings
 from django.db import connection, transaction
 
-from marketdata.services import forget_current_prices
+from marketdata.price_cache import forget_current_prices
 from marketdata.tests.factories import store_bars
 from portfolios.exceptions import InsufficientFunds, InsufficientShares, LedgerError
 from portfolios.models import Holding, Portfolio, Transaction

@@ -6,14 +6,15 @@ from decimal import Decimal
 
 import pytest
 
-from marketdata.services import StoredMarketData, forget_current_prices
+from marketdata.price_cache import forget_current_prices
 from marketdata.tests.factories import store_bars
+from marketdata.tiers import TieredMarketData
 from portfolios.selectors import portfolio_summaries, portfolio_summary
 from portfolios.services import portfolio_buy, portfolio_create, portfolio_sell
 
 pytestmark = pytest.mark.django_db
 
-PORT = StoredMarketData()
+PORT = TieredMarketData()
 THU, FRI = date(2023, 11, 9), date(2023, 11, 10)  # AAPL closed at 182.41, then 186.40
 
 

@@ -18,8 +18,8 @@ from django.utils.html import escape
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from marketdata.port import InvalidTicker, normalize_ticker
 from marketdata.tests.test_hostile_input import fixtures_ok, hostile_number, hostile_text
-from marketdata.tickers import InvalidTicker, normalize_ticker
 from portfolios.models import Holding, Portfolio, Transaction
 from portfolios.money import MAX_AMOUNT, MAX_QUANTITY, decimal_places, to_cash
 from portfolios.services import portfolio_buy

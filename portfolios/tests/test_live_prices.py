@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 
 from marketdata.port import Source
-from marketdata.services import StoredMarketData
 from marketdata.tests.factories import store_bars
+from marketdata.tiers import TieredMarketData
 from portfolios.services import portfolio_buy
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def test_a_trade_fills_at_the_freshest_price_and_records_it(
 def test_polling_and_page_views_spend_no_quota(auth_client, portfolio, stale_nvda, live, fake_av):
     # A holding whose stored price is stale (bought from the stored tier alone).
     portfolio_buy(
-        portfolio=portfolio, ticker="NVDA", quantity=Decimal("1"), prices=StoredMarketData()
+        portfolio=portfolio, ticker="NVDA", quantity=Decimal("1"), prices=TieredMarketData()
     )
     page = auth_client.get(f"/portfolios/{portfolio.pk}/").content.decode()
     assert "stale" in page

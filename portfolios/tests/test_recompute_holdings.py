@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from marketdata.services import forget_current_prices
+from marketdata.price_cache import forget_current_prices
 from marketdata.tests.factories import store_bars
 from portfolios.models import Holding, Portfolio
 from portfolios.services import (

@@ -11,10 +11,10 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from marketdata.port import MarketDataUnavailable, Source, TickerNotFound
-from marketdata.services import StoredMarketData, forget_current_prices
+from marketdata.port import MarketDataUnavailable, Source, TickerNotFound, close_of
+from marketdata.price_cache import forget_current_prices
 from marketdata.tests.factories import store_bars
-from marketdata.trading_calendar import close_of
+from marketdata.tiers import TieredMarketData
 from portfolios.exceptions import (
     BalanceLimitExceeded,
     InsufficientFunds,
@@ -60,7 +60,7 @@ def holding(portfolio: Portfolio, ticker: str) -> Holding | None:
 
 def silent_port():
     """A price port that must not be asked: refusals that need no price spend no quota."""
-    port = mock.create_autospec(StoredMarketData, instance=True)
+    port = mock.create_autospec(TieredMarketData, instance=True)
     port.get_current_price.side_effect = AssertionError("the price port was asked")
     return port
 
@@ -76,7 +76,7 @@ class RacingPort:
     another request does between this trade's checks and its lock."""
 
     def __init__(self, meanwhile) -> None:
-        self.stored = StoredMarketData()
+        self.stored = TieredMarketData()
         self.meanwhile = meanwhile
 
     def get_current_price(self, ticker: str):
@@ -147,7 +147,7 @@ def test_it_fills_a_buy_at_the_stored_close_and_records_where_the_price_came_fro
 
 def test_it_records_a_fresh_price_as_not_stale(portfolio, aapl):
     friday_evening = datetime(2023, 11, 10, 23, 0, tzinfo=UTC)  # 18:00 in New York
-    prices = StoredMarketData(clock=lambda: friday_evening)
+    prices = TieredMarketData(clock=lambda: friday_evening)
 
     row = portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("1"), prices=prices)
 
@@ -335,7 +335,7 @@ def test_it_refuses_a_well_formed_ticker_nobody_has_prices_for(portfolio, aapl):
 
 
 def test_it_asks_for_an_unknown_tickers_price_only_once(portfolio):
-    port = mock.create_autospec(StoredMarketData, instance=True)
+    port = mock.create_autospec(TieredMarketData, instance=True)
     port.get_current_price.side_effect = TickerNotFound("ZZZZ")
 
     with pytest.raises(InvalidTicker):
@@ -345,7 +345,7 @@ def test_it_asks_for_an_unknown_tickers_price_only_once(portfolio):
 
 
 def test_it_refuses_a_trade_when_no_price_can_be_had(portfolio, aapl):
-    port = mock.create_autospec(StoredMarketData, instance=True)
+    port = mock.create_autospec(TieredMarketData, instance=True)
     port.get_current_price.side_effect = MarketDataUnavailable("the provider is down")
     before = ledger_snapshot(portfolio)
 

@@ -14,7 +14,8 @@ try:
 except ImportError:  # the `chromium` fixture skips (or fails in CI) and says why
     expect = None
 
-from marketdata.services import current_key, get_market_data
+from marketdata.price_cache import current_key
+from marketdata.wiring import get_market_data
 from portfolios.models import Transaction
 from portfolios.services import portfolio_buy, portfolio_create
 from tests.browser.conftest import log_in  # noqa: E402
@@ -89,7 +90,7 @@ def test_live_section_follows_the_price_without_reload(
 
     # The price moves (as a refresh would leave it in the cache) while the page stays open.
     point = cache.get(current_key("AAPL")) or get_market_data().get_current_price("AAPL")
-    moved = dataclasses.replace(point, price=Decimal("200.0000"), close=Decimal("200.0000"))
+    moved = point.replace(price=Decimal("200.0000"), close=Decimal("200.0000"))
     cache.set(current_key("AAPL"), moved, 3600)
 
     expect(total).to_have_text("$10,136.00")  # 8,136.00 cash + 10 × 200.00

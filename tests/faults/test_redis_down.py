@@ -20,7 +20,7 @@ from tests.faults.conftest import write_config
 pytestmark = pytest.mark.django_db
 
 IGNORED = re.compile(r"ERROR django_redis\.cache Exception ignored")
-CURRENT_IBM = "papertrade:1:md:v1:current:IBM"
+CURRENT_IBM = "papertrade:1:md:v2:current:IBM"
 
 
 def test_pages_and_trades_survive_redis_dying_and_the_cache_returns_with_it(

@@ -37,7 +37,7 @@ DAILY = "TIME_SERIES_DAILY"
 WATCHLIST = ["GOOGL", "AMZN", "NVDA", "META", "NFLX"]  # no saved fixtures: fresh generated bars
 SLOW = "NVDA"
 VISIBILITY_TIMEOUT = 5
-LOCK_NVDA = "papertrade:1:md:v1:lock:NVDA"
+LOCK_NVDA = "papertrade:1:md:v2:lock:NVDA"
 
 WORKER = """
 import sys

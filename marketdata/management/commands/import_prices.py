@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from marketdata.importing import ImportResult, PriceFileError, import_price_files
-from marketdata.tickers import InvalidTicker, normalize_ticker
+from marketdata.port import InvalidTicker, normalize_ticker
 
 
 class Interrupted(KeyboardInterrupt):
@@ -126,12 +126,12 @@ class Command(BaseCommand):
     def _fetch(self, tickers: list[str], *, watchlist: bool) -> None:
         from django.conf import settings
 
-        from marketdata.live import LiveMarketData, fetch_tickers
         from marketdata.quota import Priority
-        from marketdata.services import get_market_data
+        from marketdata.refresh import fetch_tickers
+        from marketdata.wiring import get_upstream
 
-        port = get_market_data()
-        if not isinstance(port, LiveMarketData):
+        upstream = get_upstream()
+        if upstream is None:
             raise CommandError(
                 "No provider is configured: set ALPHA_VANTAGE_API_KEY to fetch prices, or load "
                 "files with --from-file PATH."
@@ -156,7 +156,7 @@ class Command(BaseCommand):
                 total=len(wanted), unit=" tickers", leave=False, disable=not self.stdout.isatty()
             ) as bar:
                 report = fetch_tickers(
-                    port=port,
+                    upstream=upstream,
                     tickers=wanted,
                     priority=priority,
                     progress=bar,

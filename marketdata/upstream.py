@@ -1,0 +1,302 @@
+"""The upstream part: Alpha Vantage behind the shared quota, the circuit breaker and a
+single-flight lock; what it fetches it stores (``PriceHistory``, then the cache).
+
+Three verbs, one per thing a caller may want from the provider:
+
+- ``fetch(ticker, priority=...)``: one ticker's daily bars, stored, answered as a ``Fetch``
+  (the latest stored point and how many bars were written). The tiers' interactive fetches,
+  the history top-up, the refresh job and ``import_prices`` all come through here.
+- ``search(query)``: ``SYMBOL_SEARCH``, US listings only, cached per query.
+- ``reaches(day)``: whether one call can bring ``day``'s bar at all (no call is made).
+
+**Every HTTP attempt is a quota take.** The adapter makes exactly one request per call; a
+transient failure (timeout, refused connection, 5xx) is retried here, up to ``max_retries``
+times, and each retry first passes the breaker and takes its own slot from the quota, waiting
+for the spacing like any call. A retry the quota or the breaker refuses is not made. Each
+failed attempt counts towards the breaker as it happens.
+
+Concurrent fetches of one ticker make one call: the holder of the ticker's lock (a cache key
+taken with ``add``) calls; the others wait for its answer in the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TypeVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from marketdata import breaker, price_cache
+from marketdata.alpha_vantage import AlphaVantageClient, DailySeries, Quote, TransientError
+from marketdata.bars import DailyBar
+from marketdata.models import PriceHistory
+from marketdata.port import (
+    InvalidTicker,
+    MarketDataError,
+    MarketDataUnavailable,
+    PricePoint,
+    ProviderMisconfigured,
+    RateLimited,
+    Source,
+    SymbolMatch,
+    TickerNotFound,
+    normalize_ticker,
+    session_date,
+)
+from marketdata.quota import Priority, Quota, get_quota
+from marketdata.storage import upsert_daily_bars
+from marketdata.trading_calendar import latest_due_close, nyse
+from marketdata.upstream_status import set_upstream_status
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = "md:v2:lock:{ticker}"
+SEARCH_KEY = "md:v2:search:{query}"
+LOCK_SECONDS = 30  # longer than one fetch with its retries; a crashed holder frees it
+FOLLOWER_WAIT_SECONDS = 10.0  # how long a fetch waits for another's fetch of the same ticker
+FOLLOWER_POLL_SECONDS = 0.05
+INTERACTIVE_WAIT_SECONDS = 2.5  # how long a person's fetch waits for the per-second spacing
+RETRY_SLACK_SECONDS = 1.0  # a retry waits up to the spacing plus this for its quota slot
+UNAVAILABLE_NOTE_SECONDS = 60  # how long pages say "the provider is failing" after a failure
+COMPACT_SESSIONS = 100  # what a free key's TIME_SERIES_DAILY (outputsize=compact) holds
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """What one fetch of one ticker brought: its latest stored point, and the bars written
+    (0 and 0 when another caller's fetch, or a stored answer, served it)."""
+
+    ticker: str
+    point: PricePoint
+    inserted: int = 0
+    updated: int = 0
+
+
+class Upstream:
+    def __init__(
+        self,
+        *,
+        client: AlphaVantageClient,
+        quota: Quota | None = None,
+        clock=timezone.now,
+        max_retries: int = 1,
+    ) -> None:
+        self.client = client
+        self._quota = quota
+        self.clock = clock
+        self.max_retries = max(0, int(max_retries))
+
+    @property
+    def quota(self) -> Quota:
+        return self._quota or get_quota()
+
+    # --- the verbs --------------------------------------------------------------------------
+    def fetch(
+        self,
+        ticker: str,
+        *,
+        priority: Priority,
+        wait: float | None = None,
+        unless: Callable[[], PricePoint | None] | None = None,
+    ) -> Fetch:
+        """Fetch ``ticker``'s daily bars (one call, retries aside), store them, cache the
+        latest point and answer it.
+
+        Single-flight: while another caller fetches the same ticker, wait for its answer
+        instead of calling again. ``unless`` is asked once the lock is held: a point it returns
+        is the answer and no call is made (a caller that read a stale bar before the lock uses
+        it to see that another fetch has just stored a fresh one). ``wait`` is how long to wait
+        for the quota's spacing (by default 2.5 s for a person, none for scheduled work).
+
+        Raises TickerNotFound (and remembers it), RateLimited when the quota allows no call,
+        MarketDataUnavailable when the provider fails.
+        """
+        with self._single_flight(ticker) as leader:
+            if not leader:
+                shared = self._await_other(ticker)
+                if shared is None:
+                    raise MarketDataUnavailable(
+                        f"The price of {ticker} could not be fetched just now."
+                    )
+                return Fetch(ticker=ticker, point=shared)
+            if unless is not None and (answered := unless()) is not None:
+                return Fetch(ticker=ticker, point=answered)
+            if wait is None:
+                wait = INTERACTIVE_WAIT_SECONDS if priority == Priority.INTERACTIVE else 0.0
+            md = settings.PAPERTRADE.market_data
+            if priority == Priority.INTERACTIVE and md.global_quote:
+                return self._store_quote(self._call(self.client.quote, ticker, priority, wait))
+            return self._store(self._call(self.client.daily, ticker, priority, wait))
+
+    def search(self, query: str) -> list[SymbolMatch]:
+        """``SYMBOL_SEARCH`` for ``query``, US listings only, cached per query (a person is
+        typing: no wait for the quota's spacing; a refused or failed call answers [])."""
+        # Hashed: 40 characters of UTF-8 in hex outgrow the 250-character key limit.
+        key = SEARCH_KEY.format(query=hashlib.sha256(query.lower().encode()).hexdigest())
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            matches = self._call(self.client.search, query, Priority.INTERACTIVE, 0.0)
+        except MarketDataError as exc:
+            logger.info("symbol search upstream skipped: %s", type(exc).__name__)
+            return []
+        # The app trades US stocks: other listings (TSCO.LON in pence, TL0.DEX) are left out.
+        kept = []
+        for match in matches:
+            try:
+                normalize_ticker(match.ticker)
+            except InvalidTicker:
+                continue
+            if match.region == "United States":
+                kept.append(match)
+        cache.set(key, kept, settings.PAPERTRADE.cache.search_ttl_seconds)
+        return kept
+
+    def reaches(self, day: date) -> bool:
+        """Whether one call can bring ``day``'s bar: a premium key's full history can; a free
+        key's compact answer holds only the last 100 sessions up to the provider's newest,
+        which may already be the session that closed minutes ago (so count back from that)."""
+        if settings.PAPERTRADE.market_data.premium:
+            return True
+        import pandas as pd  # loaded with the calendar (see trading_calendar)
+
+        cal = nyse()
+        closed = session_date(latest_due_close(self.clock(), timedelta(0)))
+        newest = cal.date_to_session(pd.Timestamp(closed), "previous")
+        oldest = cal.sessions_window(newest, -COMPACT_SESSIONS)[0]
+        return day >= oldest.date()
+
+    # --- one call, attempt by attempt ---------------------------------------------------------
+    def _call(self, method: Callable[[str], T], subject: str, priority: Priority, wait: float) -> T:
+        """``method(subject)`` with each attempt admitted by the breaker and the quota."""
+        self._admit(priority, wait)
+        attempt = 0
+        while True:
+            try:
+                answer = method(subject)
+            except TransientError as exc:
+                breaker.record_failure()  # counted as it happens, not after the retries
+                self._note_unavailable(exc)
+                if attempt >= self.max_retries:
+                    raise MarketDataUnavailable(
+                        f"{exc} ({attempt + 1} attempt{'s' if attempt else ''})."
+                    ) from None
+                spacing = settings.PAPERTRADE.quota.min_seconds_between_calls
+                try:
+                    self._admit(priority, max(wait, spacing + RETRY_SLACK_SECONDS))
+                except MarketDataError as refused:
+                    raise MarketDataUnavailable(f"{exc}; not retried: {refused}") from None
+                attempt += 1
+                continue
+            except TickerNotFound:
+                breaker.record_success()  # the provider answered
+                price_cache.remember_unknown(subject)
+                raise
+            except RateLimited as exc:
+                # The provider itself says stop: nobody calls again until the window frees up.
+                until = exc.retry_at or timezone.now() + timedelta(minutes=1)
+                self.quota.close_until(until, scope="upstream")
+                set_upstream_status(kind="rate_limited", message=str(exc), until=until)
+                raise
+            except ProviderMisconfigured as exc:
+                set_upstream_status(kind="misconfigured", message=str(exc), until=None)
+                raise
+            except MarketDataUnavailable as exc:  # an answer, but garbage: not retried
+                breaker.record_failure()
+                self._note_unavailable(exc)
+                raise
+            breaker.record_success()
+            return answer
+
+    def _admit(self, priority: Priority, wait: float) -> None:
+        """Let one HTTP attempt go, or raise: the breaker first, then one take of the quota."""
+        try:
+            # A provider failing call after call is left alone for a while (see breaker.py).
+            breaker.before_call()
+        except breaker.CircuitOpen as exc:
+            set_upstream_status(kind="unavailable", message=str(exc), until=exc.retry_at)
+            raise
+        try:
+            self.quota.acquire(priority=priority, wait=wait)
+        except RateLimited as exc:
+            set_upstream_status(kind="quota", message=str(exc), until=exc.retry_at)
+            raise
+
+    @staticmethod
+    def _note_unavailable(exc: Exception) -> None:
+        until = timezone.now() + timedelta(seconds=UNAVAILABLE_NOTE_SECONDS)
+        set_upstream_status(kind="unavailable", message=str(exc), until=until)
+
+    # --- storing what came back -----------------------------------------------------------------
+    def _store(self, series: DailySeries) -> Fetch:
+        if not series.bars:
+            raise MarketDataUnavailable(f"The provider sent no prices for {series.ticker}.")
+        return self._write(series.ticker, series.bars)
+
+    def _store_quote(self, quote: Quote) -> Fetch:
+        """Store a GLOBAL_QUOTE as its trading day's bar (a later daily fetch corrects it)."""
+        bar = DailyBar(
+            day=quote.latest_trading_day,
+            open=quote.open,
+            high=max(quote.high, quote.price),
+            low=min(quote.low, quote.price),
+            close=quote.price,
+            volume=quote.volume,
+        )
+        return self._write(quote.ticker, [bar], previous_close=quote.previous_close)
+
+    def _write(self, ticker: str, bars, previous_close=None) -> Fetch:
+        inserted, updated = upsert_daily_bars(
+            ticker=ticker, bars=bars, source=Source.ALPHA_VANTAGE, fetched_at=timezone.now()
+        )
+        # The latest stored bar (an imported one wins over the provider's for the same day).
+        point = PriceHistory.objects.latest_points([ticker])[ticker]
+        if previous_close is not None:
+            point = point.replace(previous_close=previous_close)
+        price_cache.remember(point)
+        return Fetch(ticker=ticker, point=point, inserted=inserted, updated=updated)
+
+    # --- single flight --------------------------------------------------------------------------
+    @contextmanager
+    def _single_flight(self, ticker: str):
+        """Yield True to the one caller that holds ``ticker``'s fetch lock, False to others.
+
+        The lock is a cache key taken with ``add`` (atomic on Redis and on the database cache)
+        and a token, so only its holder releases it; it expires by itself if the holder dies.
+        """
+        lock = LOCK_KEY.format(ticker=ticker)
+        token = uuid.uuid4().hex
+        leader = cache.add(lock, token, LOCK_SECONDS)
+        try:
+            yield leader
+        finally:
+            if leader and cache.get(lock) == token:
+                cache.delete(lock)
+
+    def _await_other(self, ticker: str) -> PricePoint | None:
+        """Wait for the lock holder's answer in the cache; None if it ends without one."""
+        lock = LOCK_KEY.format(ticker=ticker)
+        key = price_cache.current_key(ticker)
+        deadline = time.monotonic() + FOLLOWER_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(FOLLOWER_POLL_SECONDS)
+            value = cache.get(key)
+            if value == price_cache.NOT_FOUND:
+                raise TickerNotFound(ticker)
+            if isinstance(value, PricePoint):
+                return value
+            if cache.get(lock) is None:
+                return None  # the holder ended without an answer to share
+        return None
