@@ -144,6 +144,12 @@ def live(settings, fake_av):
         settings.PAPERTRADE.quota, min_seconds_between_calls=0.0, per_minute=1000, per_day=1000
     )
     settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy)
+    from papertrade.celery import app
+
+    # A web request's fetch runs in a Celery worker; here, at once, in the requesting thread.
+    before = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
     port = get_market_data()
     assert port.upstream is not None
-    return port
+    yield port
+    app.conf.task_always_eager, app.conf.task_eager_propagates = before

@@ -507,6 +507,57 @@ class Gunicorn:
         self._log.close()
 
 
+class CeleryWorker:
+    """A Celery worker as the Procfile runs it (prefork, ``concurrency`` processes): it runs
+    the background fetches web requests hand over."""
+
+    def __init__(self, *, env: dict, concurrency: int = 2, log: Path | None = None) -> None:
+        self.env = env
+        self.concurrency = concurrency
+        self.log = log or RESULTS_DIR / "celery-worker.log"
+        self.proc = None
+
+    def __enter__(self) -> CeleryWorker:
+        import subprocess
+
+        RESULTS_DIR.mkdir(exist_ok=True)
+        self._log = open(self.log, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "celery"),
+                "-A",
+                "papertrade",
+                "worker",
+                f"--concurrency={self.concurrency}",
+                "--loglevel=INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the celery worker exited; see {self.log}")
+            if " ready." in self.log.read_text(errors="replace"):
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"the celery worker was not ready in 60 s; see {self.log}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
     try:

@@ -76,8 +76,14 @@ def main() -> None:
             per_day=100_000,
         )
         settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy)
+        from marketdata.wiring import enqueue_fetch
+        from papertrade.celery import app
+
+        # A miss hands its fetch to a Celery worker; here the task runs in this thread
+        # (eager), so the miss measures the whole fetch as if a worker took it at once.
+        app.conf.task_always_eager = True
         client = AlphaVantageClient(api_key=c.PROVIDER_KEY, base_url=fake.url, timeout=10.0)
-        live = TieredMarketData(upstream=Upstream(client=client))
+        live = TieredMarketData(upstream=Upstream(client=client, enqueue=enqueue_fetch))
         from marketdata.port import close_of
 
         start1 = last - timedelta(days=365)

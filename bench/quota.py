@@ -4,14 +4,19 @@ limits and counts every call that broke one.
 
     python bench/quota.py [--processes 6] [--quick]
 
-Three phases, each with its own limits (config.toml [quota] written to a file the processes
+Five phases, each with its own limits (config.toml [quota] written to a file the processes
 read through PAPERTRADE_CONFIG); the shared quota lives in Redis:
 - shipped: the shipped limits (2 s spacing, 5 a minute, 25 a day) for 25 s;
 - minute:  0.1 s spacing, 20 a minute, 1000 a day, for 15 s: the minute window binds;
-- day:     0.1 s spacing, 1000 a minute, 30 a day (5 kept for people), for 12 s: the day binds.
-Every process loops over new tickers for the phase's duration, alternating a person's request
-(get_current_price: interactive, waits up to 2.5 s for the spacing) with a scheduled refresh
-(Upstream.fetch at HELD priority, waiting up to 1 s as fetch_tickers does).
+- day:     0.1 s spacing, 1000 a minute, 30 a day (5 kept for people), for 12 s: the day binds;
+- outage:  0.3 s spacing, 8 a minute, 12 a day, for 15 s, every answer an HTML 503: each call
+  is retried, and each retry must take its own slot;
+- slow:    the same limits, every answer 1 s late against a 0.4 s timeout (the same retries).
+Every process loops over new tickers for the phase's duration, alternating a person's fetch
+(what the worker behind a web request runs: Upstream.fetch at interactive priority, waiting up
+to 2.5 s for the spacing) with a scheduled refresh (Upstream.fetch at HELD priority, waiting up
+to 1 s as fetch_tickers does). In the failing phases the breaker is kept out of the way
+(failures_to_open = 1000), so that only the quota stands between the load and the provider.
 """
 
 from __future__ import annotations
@@ -55,7 +60,30 @@ PHASES = {
         },
         12.0,
     ),
+    "outage": (
+        {
+            "min_seconds_between_calls": 0.3,
+            "per_minute": 8,
+            "per_day": 12,
+            "interactive_reserve": 2,
+        },
+        15.0,
+    ),
+    "slow": (
+        {
+            "min_seconds_between_calls": 0.3,
+            "per_minute": 8,
+            "per_day": 12,
+            "interactive_reserve": 2,
+        },
+        15.0,
+    ),
 }
+FAILING = {
+    "outage": {"market_data": {"request_timeout_seconds": 0.4}},
+    "slow": {"market_data": {"request_timeout_seconds": 0.4}},
+}
+SLOW_ANSWER_SECONDS = 1.0
 # The quota spaces *acquires*; the HTTP request leaves a few ms later (quota.py docstring), so
 # arrivals may be that much closer: the fake forgives this much on the spacing.
 TOLERANCE = 0.05
@@ -78,7 +106,7 @@ def child(name: str, index: int, seconds: float) -> None:
         i += 1
         try:
             if i % 2:
-                port.get_current_price(ticker)
+                port.upstream.fetch(ticker, priority=Priority.INTERACTIVE)
                 outcomes["interactive ok"] += 1
             else:
                 port.upstream.fetch(ticker, priority=Priority.HELD, wait=1.0)
@@ -87,7 +115,8 @@ def child(name: str, index: int, seconds: float) -> None:
             outcomes[f"{'interactive' if i % 2 else 'scheduled'} refused ({exc.scope})"] += 1
             time.sleep(0.05)  # hammering, not spinning
         except MarketDataError as exc:
-            outcomes[f"error {type(exc).__name__}"] += 1
+            said = "retry refused" if "not retried" in str(exc) else type(exc).__name__
+            outcomes[f"error {said}"] += 1
             time.sleep(0.05)
     print(json.dumps(outcomes))
 
@@ -134,13 +163,18 @@ def main() -> None:
             seconds = seconds / 2 if args.quick else seconds
             redis.flushdb()
             fake.reset()
+            fake.outage(None if name == "outage" else 0)
+            fake.slow(SLOW_ANSWER_SECONDS if name == "slow" else 0.0)
             fake.limits(
                 min_interval=limits["min_seconds_between_calls"],
                 per_minute=limits["per_minute"],
                 per_day=limits["per_day"],
                 tolerance=TOLERANCE,
             )
-            config = c.write_config({"quota": limits}, f"quota-{name}")
+            overrides = {"quota": limits, **FAILING.get(name, {})}
+            if name in FAILING:
+                overrides["breaker"] = {"failures_to_open": 1000}
+            config = c.write_config(overrides, f"quota-{name}")
             env = c.bench_env(
                 ALPHA_VANTAGE_API_KEY=c.PROVIDER_KEY,
                 ALPHA_VANTAGE_BASE_URL=fake.url,
@@ -206,7 +240,10 @@ def main() -> None:
             f"(scheduled {day['quota_by_priority'].get('HELD', 0)} ≤ "
             f"{day['limits']['per_day'] - day['limits']['interactive_reserve']}); "
             f"minute phase max {results['minute']['max_per_minute']}/min; shipped phase min gap "
-            f"{results['shipped']['min_gap_s'] or 0:.2f} s",
+            f"{results['shipped']['min_gap_s'] or 0:.2f} s; outage/slow phases "
+            f"{results['outage']['calls']}/{results['slow']['calls']} calls of "
+            f"{results['outage']['limits']['per_day']} a day, max "
+            f"{results['outage']['max_per_minute']}/{results['slow']['max_per_minute']} a minute",
             ok,
         )
     ]

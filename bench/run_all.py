@@ -35,6 +35,7 @@ SCRIPTS = {
     ),
     "stampede": (["--rounds", "3", "--http-rounds", "2"], ["--rounds", "5", "--http-rounds", "3"]),
     "quota": (["--quick"], []),
+    "slow_provider": (["--seconds", "30"], ["--seconds", "60"]),
     "bulk_import": (["--rounds", "1"], ["--rounds", "3"]),
 }
 

@@ -8,7 +8,8 @@ Two ways, each over several fresh tickers:
 - http: 100 concurrent GETs of the stock page /stocks/T/ through gunicorn (4 workers × 2
   threads, as the Procfile), each from a different logged-in session.
 The fake Alpha Vantage answers after ``--delay`` seconds (a real call takes about that long),
-and the quota is made roomy, so only the single-flight lock can keep the count at 1.
+and the quota is made roomy, so only the single-flight (one background fetch a ticker, run by
+a Celery worker as the Procfile runs it) can keep the count at 1.
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def main() -> None:
             ALPHA_VANTAGE_BASE_URL=fake.url,
             PAPERTRADE_CONFIG=str(config),
         )
+        worker = c.CeleryWorker(env=env)
+        worker.__enter__()
         for t in tickers_port:
             res = run_port_round(t, env)
             port_rounds[t] = {"results": res, "upstream": fake.count("TIME_SERIES_DAILY", t)}
@@ -168,6 +171,7 @@ def main() -> None:
                         f"{http_rounds[t]['upstream']}",
                         flush=True,
                     )
+        worker.__exit__(None, None, None)
         total_requests = len(fake.requests)
     get_redis_connection("default").flushdb()
 

@@ -284,20 +284,28 @@ class AlphaVantageClient:
         symbol = normalize_ticker(ticker)
         return self._call("GLOBAL_QUOTE", symbol, {"symbol": symbol}, self._parse_quote)
 
-    def search(self, keywords: str) -> list[SymbolMatch]:
+    def search(self, keywords: str, *, timeout: float | None = None) -> list[SymbolMatch]:
         """SYMBOL_SEARCH, in the API's order. Matches whose symbol is not a valid ticker here
-        (e.g. longer than 10 characters) are left out. Blank keywords: ``[]`` without a call."""
+        (e.g. longer than 10 characters) are left out. Blank keywords: ``[]`` without a call.
+        ``timeout`` overrides the client's (a person typing waits less than a worker)."""
         keywords = (keywords or "").strip()
         if not keywords:
             return []
-        return self._call("SYMBOL_SEARCH", keywords, {"keywords": keywords}, self._parse_search)
+        params = {"keywords": keywords}
+        return self._call("SYMBOL_SEARCH", keywords, params, self._parse_search, timeout=timeout)
 
     # --- transport -----------------------------------------------------------------------------
     def _scrub(self, text: object) -> str:
         return scrub(str(text), self._api_key)
 
     def _call(
-        self, function: str, subject: str, params: dict[str, str], parse: Callable[..., T]
+        self,
+        function: str,
+        subject: str,
+        params: dict[str, str],
+        parse: Callable[..., T],
+        *,
+        timeout: float | None = None,
     ) -> T:
         if not self._api_key:
             raise ProviderMisconfigured(
@@ -312,7 +320,10 @@ class AlphaVantageClient:
         result: T | None = None
         try:
             response = self._session.get(
-                self.base_url, params=query, headers=headers, timeout=self.timeout
+                self.base_url,
+                params=query,
+                headers=headers,
+                timeout=self.timeout if timeout is None else timeout,
             )
         except requests.Timeout:
             error = TransientError(f"Alpha Vantage {function} {subject}: timed out")

@@ -59,6 +59,16 @@ class MarketDataUnavailable(MarketDataError):
     """The price cannot be had right now (provider down, garbage answer); try again later."""
 
 
+class PriceFetching(MarketDataUnavailable):
+    """No price of ``ticker`` is stored yet; one is being fetched and shows up in a moment."""
+
+    def __init__(self, ticker: str, message: str = "") -> None:
+        self.ticker = ticker
+        super().__init__(
+            message or f"The price of {ticker} is being fetched; it shows here in a moment."
+        )
+
+
 class RateLimited(MarketDataUnavailable):
     """The call quota is spent; ``retry_at`` (UTC) says when it frees up, if known.
 
@@ -133,6 +143,7 @@ class PricePoint(NamedTuple):
     ``price`` is the close of the bar (the last traded price for an intraday quote).
     ``previous_close`` is the close of the trading day before, when known (for day change).
     ``is_stale`` says a newer bar should exist by now (judged against the NYSE calendar).
+    ``pending`` says a fetch of a newer price is under way (it shows up in a moment).
     """
 
     ticker: str
@@ -147,6 +158,7 @@ class PricePoint(NamedTuple):
     volume: int | None = None
     previous_close: Decimal | None = None
     is_stale: bool = False
+    pending: bool = False
 
     def replace(self, **changes) -> PricePoint:
         return self._replace(**changes)
@@ -176,11 +188,19 @@ class SymbolMatch:
 
 # --- the port -----------------------------------------------------------------------------------
 class MarketDataPort(Protocol):
-    def get_current_price(self, ticker: str) -> PricePoint:
-        """The latest price of ``ticker``; raises TickerNotFound or MarketDataUnavailable."""
+    def get_current_price(self, ticker: str, *, wait: float | None = None) -> PricePoint:
+        """The latest price of ``ticker``; raises TickerNotFound or MarketDataUnavailable.
+
+        When the stored price is missing or stale this read may start a fetch (in the
+        background) and waits for it at most ``wait`` seconds (None: the configured request
+        budget; 0: not at all). Past that it answers what is stored, marked ``pending``, or
+        raises PriceFetching when nothing is.
+        """
 
     def get_current_prices(self, tickers: Iterable[str]) -> dict[str, PricePoint | MarketDataError]:
-        """Latest prices of many tickers at once: one cache round-trip, one query."""
+        """Latest stored prices of many tickers at once (one cache round-trip, one query); it
+        starts no fetch. A ticker being fetched is ``pending`` (PriceFetching if nothing is
+        stored)."""
 
     def get_price_at(self, ticker: str, when: datetime) -> PricePoint:
         """The last daily bar at or before ``when`` (UTC)."""

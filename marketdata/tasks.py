@@ -1,6 +1,6 @@
-"""Celery tasks: thin doors to ``marketdata.refresh`` (STYLE rule 12).
+"""Celery tasks: thin doors to ``marketdata.refresh`` and the tiers (STYLE rule 12).
 
-Both are idempotent (bars are upserted; fresh tickers are skipped), so ``acks_late`` is safe:
+All are idempotent (bars are upserted; fresh tickers are skipped), so ``acks_late`` is safe:
 a task re-delivered after a worker died re-checks freshness and fetches only what is missing.
 Time limits and JSON serialization are in settings.
 """
@@ -8,6 +8,13 @@ Time limits and JSON serialization are in settings.
 from celery import shared_task
 
 from marketdata.refresh import refresh_prices, refresh_tickers
+from marketdata.wiring import FETCH_TASK, get_market_data
+
+
+@shared_task(name=FETCH_TASK, acks_late=True)
+def fetch_price_task(ticker: str) -> str:
+    """A person's request for a price that is missing or stale (``Upstream.request``)."""
+    return get_market_data().fetch_requested(ticker)
 
 
 @shared_task(name="marketdata.refresh_prices", acks_late=True)

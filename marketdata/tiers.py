@@ -15,10 +15,18 @@ is. With one, these reads may spend quota, at ``Priority.INTERACTIVE``:
 - ``search_symbols``, only when nothing known locally matches (see ``marketdata.symbols``).
 
 ``get_current_prices`` (whole pages and their polling) and ``get_price_at`` never do.
+
+**No web request waits on the provider.** The first two hand their fetch to a background
+worker (``Upstream.request``: a Celery task at interactive priority, one per ticker however
+many ask) and wait for its answer in the cache at most ``market_data.request_budget_seconds``
+(or the ``wait`` given); past it they answer what is stored, marked ``pending``, or raise
+``PriceFetching``, and the page picks the answer up by polling. The worker's half is
+``fetch_requested``. Symbol search makes one attempt with the budget as its timeout.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
@@ -31,6 +39,7 @@ from marketdata.models import PriceHistory
 from marketdata.port import (
     MarketDataError,
     MarketDataUnavailable,
+    PriceFetching,
     PricePoint,
     SymbolMatch,
     TickerNotFound,
@@ -39,11 +48,12 @@ from marketdata.port import (
 from marketdata.quota import Priority
 from marketdata.symbols import search_local
 from marketdata.trading_calendar import latest_due_close, nyse
-from marketdata.upstream import Upstream
+from marketdata.upstream import Upstream, failed_key, pending_key
 
 RETRY_STORED_SECONDS = 60  # after a failed fetch, serve the stored bar this long before retrying
 TOPUP_KEY = "md:v2:topped-up:{ticker}"  # a history top-up was tried lately: do not knock again
 SEARCH_LIMIT = 10
+AWAIT_POLL_SECONDS = 0.05  # how often a waiting request looks for the background answer
 
 
 class TieredMarketData:
@@ -67,15 +77,17 @@ class TieredMarketData:
         return point.replace(is_stale=stale) if stale != point.is_stale else point
 
     # --- current prices -------------------------------------------------------------------
-    def get_current_price(self, ticker: str) -> PricePoint:
-        """Cache → database → upstream (when the stored bar is missing or stale).
+    def get_current_price(self, ticker: str, *, wait: float | None = None) -> PricePoint:
+        """Cache → database → a background fetch (when the stored bar is missing or stale).
 
-        On a miss, one request per ticker (the holder of the upstream part's single-flight
-        lock) reads the database and, if its bar is missing or stale, calls the provider;
-        concurrent requests wait for its answer in the cache without touching the database,
-        and fall back to the stored bar if it has none to share. A failed fetch serves the
-        stored bar, marked stale, for a minute before anyone asks again.
+        The fetch is requested once per ticker however many readers miss at once, and this
+        read waits for its answer in the cache at most ``wait`` seconds (default: the request
+        budget). Past it: the stored bar, marked stale and ``pending``; PriceFetching when
+        nothing is stored. A failed fetch leaves the stored bar in the cache, marked stale, for
+        a minute before anyone asks again; with nothing stored, its failure is the answer for
+        that minute.
         """
+        started = time.monotonic()
         due = self.due_session()
         cached = cache.get(price_cache.current_key(ticker))
         if cached == price_cache.NOT_FOUND:
@@ -84,32 +96,86 @@ class TieredMarketData:
             return self.judged(cached, due)
         if self.upstream is None:
             return self._raise_or_return(self.get_current_prices([ticker])[ticker])
-        stored: list[PricePoint | None] = []
+        stored = PriceHistory.objects.latest_points([ticker]).get(ticker)
+        if stored is not None and not self.judged(stored, due).is_stale:
+            price_cache.remember(stored)
+            return self.judged(stored, due)
+        failure = cache.get(failed_key(ticker))
+        if stored is None and failure:
+            raise MarketDataUnavailable(failure)
+        try:
+            self.upstream.request(ticker)
+        except MarketDataUnavailable:
+            if stored is None:
+                raise
+            return self.judged(stored, due)
+        if wait is None:
+            wait = settings.PAPERTRADE.market_data.request_budget_seconds
+        answer, pending = self._await_fetch(ticker, stored, deadline=started + wait)
+        if answer is None:
+            raise PriceFetching(ticker)
+        return self.judged(answer, due).replace(pending=pending)
+
+    def _await_fetch(
+        self, ticker: str, stored: PricePoint | None, *, deadline: float
+    ) -> tuple[PricePoint | None, bool]:
+        """Wait until ``deadline`` (monotonic) for the background fetch of ``ticker``: (the
+        newest price there is, whether its fetch is still under way)."""
+        key, pending, failed = (
+            price_cache.current_key(ticker),
+            pending_key(ticker),
+            failed_key(ticker),
+        )
+        while True:
+            values = cache.get_many([key, pending, failed])  # one round-trip a look
+            value = values.get(key)
+            if value == price_cache.NOT_FOUND:
+                raise TickerNotFound(ticker)
+            newer = isinstance(value, PricePoint) and (stored is None or value.as_of > stored.as_of)
+            if newer:
+                return value, False
+            if pending not in values:  # the fetch is over, and brought nothing newer
+                if stored is None and values.get(failed):
+                    raise MarketDataUnavailable(values[failed])
+                return (value if isinstance(value, PricePoint) else stored), False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return stored, True
+            time.sleep(min(AWAIT_POLL_SECONDS, left))
+
+    def fetch_requested(self, ticker: str) -> str:
+        """The worker's half of ``get_current_price`` (task ``marketdata.fetch_price``): fetch
+        ``ticker`` unless a fresh bar is stored by now, and settle the request. Says what it
+        did, in a line for the worker's log."""
+        if self.upstream is None:
+            return f"{ticker}: no provider configured"
+        due = self.due_session()
 
         def fresh_stored() -> PricePoint | None:
             point = PriceHistory.objects.latest_points([ticker]).get(ticker)
-            stored.append(point)
             if point is not None and not self.judged(point, due).is_stale:
                 price_cache.remember(point)
                 return point
             return None
 
+        failure = ""
         try:
             fetched = self.upstream.fetch(
                 ticker, priority=Priority.INTERACTIVE, unless=fresh_stored
             )
         except TickerNotFound:
-            raise
-        except MarketDataUnavailable:
-            point = (
-                stored[0] if stored else PriceHistory.objects.latest_points([ticker]).get(ticker)
-            )
-            if point is None:
-                raise
-            # Serve what we have, marked stale, and do not knock again for a minute.
-            price_cache.remember(point, RETRY_STORED_SECONDS)
-            return self.judged(point, due)
-        return self.judged(fetched.point, due)
+            return f"{ticker}: the provider does not know this ticker"
+        except MarketDataUnavailable as exc:
+            stored = PriceHistory.objects.latest_points([ticker]).get(ticker)
+            if stored is not None:
+                # Serve what we have, marked stale, and do not knock again for a minute.
+                price_cache.remember(stored, RETRY_STORED_SECONDS)
+            else:
+                failure = str(exc)
+            return f"{ticker}: failed: {exc}"
+        finally:
+            self.upstream.settle(ticker, failure=failure)
+        return f"{ticker}: {fetched.point.price} as of {fetched.point.as_of:%Y-%m-%d %H:%M} UTC"
 
     @staticmethod
     def _raise_or_return(result: PricePoint | MarketDataError) -> PricePoint:
@@ -124,7 +190,10 @@ class TieredMarketData:
         if not wanted:
             return {}
         keys = {price_cache.current_key(t): t for t in wanted}
-        cached = cache.get_many(list(keys))  # one round-trip, whatever the count
+        states = []
+        if self.upstream is not None:  # which are being fetched, in the same round-trip
+            states = [pending_key(t) for t in wanted] + [failed_key(t) for t in wanted]
+        cached = cache.get_many([*keys, *states])  # one round-trip, whatever the count
         found: dict[str, PricePoint] = {}
         unknown: set[str] = set()
         for key, value in cached.items():
@@ -143,7 +212,21 @@ class TieredMarketData:
                 )
             found.update(from_db)
         due = self.due_session()
-        return {t: self.judged(found[t], due) if t in found else TickerNotFound(t) for t in wanted}
+        answers: dict[str, PricePoint | MarketDataError] = {}
+        for t in wanted:
+            fetching = states and pending_key(t) in cached
+            if t in found:
+                point = self.judged(found[t], due)
+                answers[t] = point.replace(pending=True) if fetching and point.is_stale else point
+            elif t in unknown:
+                answers[t] = TickerNotFound(t)
+            elif fetching:
+                answers[t] = PriceFetching(t)
+            elif states and cached.get(failed_key(t)):
+                answers[t] = MarketDataUnavailable(cached[failed_key(t)])
+            else:
+                answers[t] = TickerNotFound(t)
+        return answers
 
     # --- history --------------------------------------------------------------------------
     def get_price_at(self, ticker: str, when: datetime) -> PricePoint:
@@ -218,21 +301,18 @@ class TieredMarketData:
         return points
 
     def _top_up(self, ticker: str) -> None:
-        """One upstream fetch of ``ticker``'s newest bars at interactive priority (a person
-        asked). After a try, whatever its outcome, reads do not knock again for a while: a
-        provider that is late with a bar, or failing, is not asked on every read."""
+        """Ask for one background fetch of ``ticker``'s newest bars at interactive priority (a
+        person asked); this read does not wait for it (the next one sees the bars). After a
+        try, reads do not knock again for a while: a provider that is late with a bar, or
+        failing, is not asked on every read."""
         assert self.upstream is not None
         key = TOPUP_KEY.format(ticker=ticker)
         if cache.get(key) is not None:
             return  # tried lately: what is stored is the answer for now
-        try:
-            self.upstream.fetch(ticker, priority=Priority.INTERACTIVE)
-        except TickerNotFound:
-            raise
-        except MarketDataError:
-            cache.set(key, "failed", RETRY_STORED_SECONDS)
-            raise
-        cache.set(key, "done", settings.PAPERTRADE.cache.price_ttl_seconds)
+        self.upstream.request(ticker)  # the background fetch (at once, in tests: eager Celery)
+        cache.set(key, "asked", settings.PAPERTRADE.cache.price_ttl_seconds)
+        if price_cache.said_unknown(ticker):
+            raise TickerNotFound(ticker)
 
     def _latest_due_session_within(self, start: date, end: date) -> date | None:
         """The newest NYSE session from ``start`` to ``end`` whose bar is due by now."""

@@ -1,12 +1,17 @@
 """The upstream part: Alpha Vantage behind the shared quota, the circuit breaker and a
 single-flight lock; what it fetches it stores (``PriceHistory``, then the cache).
 
-Three verbs, one per thing a caller may want from the provider:
+The verbs, one per thing a caller may want from the provider:
 
 - ``fetch(ticker, priority=...)``: one ticker's daily bars, stored, answered as a ``Fetch``
-  (the latest stored point and how many bars were written). The tiers' interactive fetches,
-  the history top-up, the refresh job and ``import_prices`` all come through here.
-- ``search(query)``: ``SYMBOL_SEARCH``, US listings only, cached per query.
+  (the latest stored point and how many bars were written), in the caller's thread. Workers
+  and commands only: the Celery task behind ``request``, the refresh job, ``import_prices``.
+- ``request(ticker)``: hand that fetch to a background worker (task ``marketdata.fetch_price``,
+  at interactive priority), at most one queued or running per ticker; ``fetching(ticker)``
+  says whether one is. This is how a web request asks: it never waits on the provider
+  longer than ``market_data.request_budget_seconds``.
+- ``search(query)``: ``SYMBOL_SEARCH``, US listings only, cached per query; one attempt whose
+  timeout is the request budget (a person is typing).
 - ``reaches(day)``: whether one call can bring ``day``'s bar at all (no call is made).
 
 **Every HTTP attempt is a quota take.** The adapter makes exactly one request per call; a
@@ -60,6 +65,9 @@ from marketdata.upstream_status import set_upstream_status
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = "md:v2:lock:{ticker}"
+PENDING_KEY = "md:v2:fetching:{ticker}"  # a background fetch is queued or running
+FAILED_KEY = "md:v2:fetch-failed:{ticker}"  # the last background fetch failed: why
+PENDING_SECONDS = 90  # a task lost before it ran (a dead worker) frees its ticker after this
 SEARCH_KEY = "md:v2:search:{query}"
 LOCK_SECONDS = 30  # longer than one fetch with its retries; a crashed holder frees it
 FOLLOWER_WAIT_SECONDS = 10.0  # how long a fetch waits for another's fetch of the same ticker
@@ -91,11 +99,14 @@ class Upstream:
         quota: Quota | None = None,
         clock=timezone.now,
         max_retries: int = 1,
+        enqueue: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self._quota = quota
         self.clock = clock
         self.max_retries = max(0, int(max_retries))
+        # Hands a ticker to the background fetch (wiring.enqueue_fetch: a Celery task).
+        self.enqueue = enqueue
 
     @property
     def quota(self) -> Quota:
@@ -139,6 +150,34 @@ class Upstream:
                 return self._store_quote(self._call(self.client.quote, ticker, priority, wait))
             return self._store(self._call(self.client.daily, ticker, priority, wait))
 
+    def request(self, ticker: str) -> None:
+        """Have ``ticker`` fetched in the background, unless a fetch of it is already queued or
+        running. Raises MarketDataUnavailable when the task cannot be queued."""
+        if self.enqueue is None:
+            raise MarketDataUnavailable("No background worker is configured to fetch prices.")
+        key = pending_key(ticker)
+        if not cache.add(key, 1, PENDING_SECONDS):
+            return  # already on its way
+        try:
+            self.enqueue(ticker)
+        except Exception as exc:  # the broker is down: say so, and let the next read try again
+            cache.delete(key)
+            logger.warning("could not queue a fetch of %s: %s", ticker, type(exc).__name__)
+            raise MarketDataUnavailable(
+                f"The price of {ticker} could not be requested just now."
+            ) from None
+
+    def fetching(self, ticker: str) -> bool:
+        """Whether a background fetch of ``ticker`` is queued or running."""
+        return cache.get(pending_key(ticker)) is not None
+
+    def settle(self, ticker: str, *, failure: str = "") -> None:
+        """The background fetch of ``ticker`` is over; ``failure`` says why it brought nothing
+        (remembered for a minute, so that readers with nothing stored do not ask again)."""
+        if failure:
+            cache.set(failed_key(ticker), failure, UNAVAILABLE_NOTE_SECONDS)
+        cache.delete(pending_key(ticker))
+
     def search(self, query: str) -> list[SymbolMatch]:
         """``SYMBOL_SEARCH`` for ``query``, US listings only, cached per query (a person is
         typing: no wait for the quota's spacing; a refused or failed call answers [])."""
@@ -147,8 +186,15 @@ class Upstream:
         cached = cache.get(key)
         if cached is not None:
             return cached
+        budget = settings.PAPERTRADE.market_data.request_budget_seconds
+
+        def search_within_budget(keywords: str) -> list[SymbolMatch]:
+            return self.client.search(keywords, timeout=budget)
+
         try:
-            matches = self._call(self.client.search, query, Priority.INTERACTIVE, 0.0)
+            matches = self._call(
+                search_within_budget, query, Priority.INTERACTIVE, 0.0, max_retries=0
+            )
         except MarketDataError as exc:
             logger.info("symbol search upstream skipped: %s", type(exc).__name__)
             return []
@@ -179,8 +225,17 @@ class Upstream:
         return day >= oldest.date()
 
     # --- one call, attempt by attempt ---------------------------------------------------------
-    def _call(self, method: Callable[[str], T], subject: str, priority: Priority, wait: float) -> T:
+    def _call(
+        self,
+        method: Callable[[str], T],
+        subject: str,
+        priority: Priority,
+        wait: float,
+        *,
+        max_retries: int | None = None,
+    ) -> T:
         """``method(subject)`` with each attempt admitted by the breaker and the quota."""
+        retries = self.max_retries if max_retries is None else max_retries
         self._admit(priority, wait)
         attempt = 0
         while True:
@@ -189,7 +244,7 @@ class Upstream:
             except TransientError as exc:
                 breaker.record_failure()  # counted as it happens, not after the retries
                 self._note_unavailable(exc)
-                if attempt >= self.max_retries:
+                if attempt >= retries:
                     raise MarketDataUnavailable(
                         f"{exc} ({attempt + 1} attempt{'s' if attempt else ''})."
                     ) from None
@@ -300,3 +355,11 @@ class Upstream:
             if cache.get(lock) is None:
                 return None  # the holder ended without an answer to share
         return None
+
+
+def pending_key(ticker: str) -> str:
+    return PENDING_KEY.format(ticker=ticker)
+
+
+def failed_key(ticker: str) -> str:
+    return FAILED_KEY.format(ticker=ticker)

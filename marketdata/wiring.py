@@ -2,7 +2,8 @@
 names :func:`get_market_data`): the tiers, with an upstream part when a provider key is set.
 
 The refresh job and ``import_prices`` drive the same upstream part through
-:func:`get_upstream`; None means there is no provider (the offline demo).
+:func:`get_upstream`; None means there is no provider (the offline demo). A web request's
+fetch goes to a Celery worker through :func:`enqueue_fetch`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ def _market_data(upstream: Upstream | None) -> TieredMarketData:
     return TieredMarketData(upstream=upstream)
 
 
+FETCH_TASK = "marketdata.fetch_price"  # marketdata.tasks.fetch_price_task
+
+
+def enqueue_fetch(ticker: str) -> None:
+    """Queue the background fetch of ``ticker`` (by the task's name: the tasks module imports
+    this one). Publishing is not retried, so a broker that is down fails the request at once
+    instead of holding it. With ``task_always_eager`` (tests) the task runs here and now."""
+    from celery import current_app
+
+    if current_app.conf.task_always_eager:
+        current_app.tasks[FETCH_TASK].apply(args=[ticker])
+    else:
+        current_app.send_task(FETCH_TASK, args=[ticker], retry=False)
+
+
 @cache
 def _upstream(api_key: str, base_url: str, timeout: float, premium: bool) -> Upstream:
     from marketdata.alpha_vantage import AlphaVantageClient
@@ -50,4 +66,4 @@ def _upstream(api_key: str, base_url: str, timeout: float, premium: bool) -> Ups
     client = AlphaVantageClient(
         api_key=api_key, base_url=base_url, timeout=timeout, premium=premium
     )
-    return Upstream(client=client)
+    return Upstream(client=client, enqueue=enqueue_fetch)

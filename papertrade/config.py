@@ -31,6 +31,7 @@ class MarketDataConfig:
     premium: bool
     global_quote: bool
     request_timeout_seconds: float
+    request_budget_seconds: float
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def _validate(config: Config) -> None:
         raise bad("market_data.provider", f"must be one of {', '.join(PROVIDERS)}")
     if config.market_data.request_timeout_seconds <= 0:
         raise bad("market_data.request_timeout_seconds", "must be greater than 0")
+    if config.market_data.request_budget_seconds <= 0:
+        raise bad("market_data.request_budget_seconds", "must be greater than 0")
     q = config.quota
     if q.min_seconds_between_calls < 0:
         raise bad("quota.min_seconds_between_calls", "must not be negative")

@@ -33,6 +33,10 @@ class InvalidTicker(LedgerError):
 class PriceUnavailable(LedgerError):
     field = "ticker"
 
+    def __init__(self, message: str, *, fetching: bool = False) -> None:
+        super().__init__(message)
+        self.fetching = fetching  # the price is on its way: the form may poll for it
+
 
 class InsufficientFunds(LedgerError):
     def __init__(self, *, available: Decimal, required: Decimal, field: str = "amount") -> None:

@@ -19,6 +19,7 @@ from marketdata.port import InvalidTicker as _BadTicker
 from marketdata.port import (
     MarketDataPort,
     MarketDataUnavailable,
+    PriceFetching,
     PricePoint,
     TickerNotFound,
     get_price_port,
@@ -209,11 +210,23 @@ def _fill_price(ticker: str, prices: MarketDataPort | None, stored_only: bool) -
             if not isinstance(point, PricePoint):
                 raise point
             return point
-        return port.get_current_price(ticker)
+        point = port.get_current_price(ticker)
     except TickerNotFound:
         raise InvalidTicker(f"{ticker} is not a ticker we know.") from None
+    except PriceFetching:
+        then = "it shows here in a moment" if stored_only else "place the order again in a moment"
+        raise PriceUnavailable(
+            f"The price of {ticker} is being fetched; {then}.", fetching=True
+        ) from None
     except MarketDataUnavailable as exc:
         raise PriceUnavailable(f"No price for {ticker} right now: {exc}") from None
+    if point.pending:
+        # Never fill at the old price while the new one is on its way.
+        raise PriceUnavailable(
+            f"A newer price of {ticker} is being fetched; place the order again in a moment.",
+            fetching=True,
+        )
+    return point
 
 
 def trade_quote(

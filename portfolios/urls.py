@@ -20,4 +20,5 @@ urlpatterns = [
     # /stocks/
     path("stocks/", views.stock_search, name="stock_search"),
     path("stocks/<str:ticker>/", views.stock_detail, name="stock_detail"),
+    path("stocks/<str:ticker>/price-status/", views.stock_price_status, name="stock_price_status"),
 ]

@@ -17,6 +17,8 @@ from django_htmx.http import HttpResponseClientRedirect
 from marketdata.port import (
     InvalidTicker,
     MarketDataError,
+    PriceFetching,
+    PricePoint,
     TickerNotFound,
     clean_query,
     get_price_port,
@@ -114,6 +116,7 @@ def _detail_context(request: HttpRequest, portfolio: Portfolio, **forms) -> dict
         "kinds": Transaction.Kind.choices,
         "poll_seconds": settings.PAPERTRADE.ui.poll_interval_seconds,
         "receipt": forms.get("receipt"),
+        "preview_fetching": forms.get("preview_fetching", False),
     }
 
 
@@ -168,6 +171,7 @@ def portfolio_live(request: HttpRequest, pk: int) -> HttpResponse:
 def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
     portfolio = portfolio_get_for_user(request, pk)
     form = TradeForm(request.POST)
+    fetching = False
     if form.is_valid():
         data = form.cleaned_data
         write = services.portfolio_buy if data["side"] == "BUY" else services.portfolio_sell
@@ -175,13 +179,22 @@ def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
             txn = write(portfolio=portfolio, ticker=data["ticker"], quantity=data["quantity"])
         except LedgerError as exc:
             _add_error(form, exc)
+            # The price is on its way: the preview polls for it (stored prices only).
+            fetching = getattr(exc, "fetching", False)
         else:
             if request.htmx:
                 return _render_detail(request, portfolio, partial="trade-result", receipt=txn)
             messages.success(request, _receipt_text(txn))
             return redirect(portfolio)
     partial = "trade-panel" if request.htmx else ""
-    return _render_detail(request, portfolio, partial=partial, status=INVALID, trade_form=form)
+    return _render_detail(
+        request,
+        portfolio,
+        partial=partial,
+        status=INVALID,
+        trade_form=form,
+        preview_fetching=fetching,
+    )
 
 
 def _receipt_text(txn: Transaction) -> str:
@@ -222,6 +235,11 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
                 context["price"] = point
         except (LedgerError, MarketDataError) as exc:
             context["error"] = getattr(exc, "message", str(exc))
+            context["fetching"] = getattr(exc, "fetching", False)
+        else:
+            shown = context.get("quote") or context.get("price")
+            point = shown.price if isinstance(shown, services.Quote) else shown
+            context["fetching"] = bool(point and point.pending)
     return render(request, "portfolios/partials/_trade_preview.html", context)
 
 
@@ -319,14 +337,19 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     if symbol != ticker:
         return redirect("stock_detail", ticker=symbol)
     port = get_price_port()
+    fetching = False
     try:
-        point = port.get_current_price(symbol)
+        # No wait: the page answers from what is stored and picks a fetched price up by
+        # polling (stock_price_status), so no web thread waits on the provider.
+        point = port.get_current_price(symbol, wait=0)
     except TickerNotFound:
         raise Http404(f"No prices are known for {symbol}.") from None
+    except PriceFetching as exc:
+        point, error, fetching = None, str(exc), True
     except MarketDataError as exc:
         point, error = None, str(exc)
     else:
-        error = ""
+        error, fetching = "", point.pending
     from portfolios import charts  # plotly loads on the first chart, not at start-up
 
     chart_range = charts.chart_range(request.GET.get("range"))
@@ -347,6 +370,8 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
         "chart_error": chart_error,
         "chart_range": chart_range,
         "chart_ranges": charts.CHART_RANGE_LABELS,
+        "fetching": fetching,
+        "shown_as_of": int(point.as_of.timestamp()) if point else 0,
         "latest_bar": history[-1] if history else None,
         "portfolios": portfolios,
         "change": (point.price - point.previous_close) if point and point.previous_close else None,
@@ -360,3 +385,25 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         template += "#chart"  # a range button: the chart alone
     return render(request, template, context)
+
+
+@require_GET
+def stock_price_status(request: HttpRequest, ticker: str) -> HttpResponse:
+    """Polled by a stock page whose price is being fetched: 204 while the fetch is under way;
+    once it is over (a newer price, a failure, an unknown ticker), ``HX-Refresh`` reloads the
+    page to show the outcome. Reads stored prices only: it never starts a fetch."""
+    try:
+        symbol = normalize_ticker(ticker)
+        shown = int(request.GET.get("since", "0"))
+    except (InvalidTicker, ValueError):
+        raise Http404("No such ticker.") from None
+    answer = get_price_port().get_current_prices([symbol])[symbol]
+    newer = isinstance(answer, PricePoint) and answer.as_of.timestamp() > shown
+    under_way = isinstance(answer, PriceFetching) or (
+        isinstance(answer, PricePoint) and answer.pending
+    )
+    if under_way and not newer:
+        return HttpResponse(status=204)
+    response = HttpResponse(status=200)
+    response["HX-Refresh"] = "true"
+    return response

@@ -166,6 +166,7 @@ def test_it_refuses_a_time_zone_nobody_knows(write_config, key, zone):
     [
         ("provider", 'provider = "yahoo"', "market_data.provider"),
         ("request_timeout_seconds", "request_timeout_seconds = 0", "request_timeout_seconds"),
+        ("request_budget_seconds", "request_budget_seconds = 0", "request_budget_seconds"),
         ("per_day", "per_day = 0", "quota.per_day"),
         ("interactive_reserve", "interactive_reserve = 26", "quota.interactive_reserve"),
         ("price_ttl_seconds", "price_ttl_seconds = 0", "cache.price_ttl_seconds"),

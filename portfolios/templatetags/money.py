@@ -72,14 +72,23 @@ def price_cell(point) -> str:
         if point.is_stale
         else ""
     )
+    fetching = (
+        format_html(
+            ' <span class="badge fetching" title="{}">fetching</span>',
+            "A newer price is being fetched; the page picks it up when it arrives.",
+        )
+        if point.pending
+        else ""
+    )
     return format_html(
         '<span class="price">{}</span>\n<small class="as-of" title="Source: {}">as of {} · {}'
-        "</small>\n{}",
+        "</small>\n{}{}",
         price(point.price),
         point.source_label,
         market_time(point.as_of),
         point.source_label,
         stale,
+        fetching,
     )
 
 

@@ -399,3 +399,43 @@ def make_app(tmp_path):
     yield make
     for app in apps:
         app.stop()
+
+
+# --- A Celery worker -------------------------------------------------------------------------
+WORKER = """
+import sys
+from papertrade.celery import app
+app.worker_main(["worker", "--pool=threads", "--concurrency=4", "--loglevel=INFO",
+                 "-n", sys.argv[1], "--without-mingle", "--without-gossip",
+                 "--without-heartbeat"])
+"""
+
+
+@pytest.fixture
+def celery_worker(tmp_path):
+    """Start a Celery worker for an :class:`App` (its broker must be a server, e.g. the
+    ``redis_server`` fixture's): ``celery_worker(app)``; killed after the test."""
+    workers: list[subprocess.Popen] = []
+
+    def start(app: App, name: str = "worker") -> subprocess.Popen:
+        log = tmp_path / f"{name}.log"
+        proc = subprocess.Popen(
+            [PYTHON, "-c", WORKER, f"{name}@fault-test"],
+            cwd=BASE_DIR,
+            env=app.env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed whole
+        )
+        workers.append(proc)
+        wait_for(
+            lambda: proc.poll() is None and " ready." in log.read_text(errors="replace"),
+            what=f"the celery worker (log: {log})",
+        )
+        return proc
+
+    yield start
+    for proc in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)

@@ -30,7 +30,7 @@ FOR EACH ROW WHEN (NEW.ticker = 'MSFT') EXECUTE FUNCTION pt_fault_stall();
 
 
 def test_a_stopped_database_gets_a_clear_503_and_nothing_is_half_written(
-    tmp_path, pg_cluster, make_app, fake_av
+    tmp_path, pg_cluster, make_app, fake_av, redis_server, celery_worker
 ):
     config = write_config(
         tmp_path / "config.toml",
@@ -41,6 +41,8 @@ def test_a_stopped_database_gets_a_clear_503_and_nothing_is_half_written(
     app = make_app(
         {
             "DATABASE_URL": pg_cluster.url,
+            # A trade's fetch runs in a Celery worker: it needs a broker the worker shares.
+            "CELERY_BROKER_URL": redis_server.url,
             "ALPHA_VANTAGE_API_KEY": PROVIDER_KEY,
             "ALPHA_VANTAGE_BASE_URL": fake_av.url,
             "PAPERTRADE_CONFIG": str(config),
@@ -48,6 +50,7 @@ def test_a_stopped_database_gets_a_clear_503_and_nothing_is_half_written(
     )
     pk = app.setup()
     app.serve()
+    celery_worker(app)
     alice = app.browser()
     buy = f"/portfolios/{pk}/trade/"
     assert alice.post(buy, {"side": "BUY", "ticker": "IBM", "quantity": "2"}).status_code == 302
