@@ -60,7 +60,7 @@ def main() -> None:
         return response
 
     def drop_prices() -> None:
-        keys = redis.keys("*md:v1:*")
+        keys = redis.keys("*md:v[0-9]*:*")  # every version of the market-data keys
         if keys:
             redis.delete(*keys)
 

@@ -45,11 +45,9 @@ def main() -> None:
     from django.conf import settings
     from django.core.cache import cache
 
-    from marketdata.alpha_vantage import AlphaVantageClient
     from marketdata.price_cache import current_key
     from marketdata.testing import FakeAlphaVantage
     from marketdata.tiers import TieredMarketData
-    from marketdata.upstream import Upstream
 
     year = c.sessions(252)
     twenty = c.sessions(252 * 20)
@@ -76,14 +74,16 @@ def main() -> None:
             per_day=100_000,
         )
         settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy)
-        from marketdata.wiring import enqueue_fetch
+        from marketdata.wiring import get_market_data
         from papertrade.celery import app
 
         # A miss hands its fetch to a Celery worker; here the task runs in this thread
         # (eager), so the miss measures the whole fetch as if a worker took it at once.
         app.conf.task_always_eager = True
-        client = AlphaVantageClient(api_key=c.PROVIDER_KEY, base_url=fake.url, timeout=10.0)
-        live = TieredMarketData(upstream=Upstream(client=client, enqueue=enqueue_fetch))
+        settings.ALPHA_VANTAGE_API_KEY = c.PROVIDER_KEY
+        settings.ALPHA_VANTAGE_BASE_URL = fake.url
+        live = get_market_data()
+        assert live.upstream is not None
         from marketdata.port import close_of
 
         start1 = last - timedelta(days=365)

@@ -10,8 +10,9 @@ read through PAPERTRADE_CONFIG); the shared quota lives in Redis:
 - minute:  0.1 s spacing, 20 a minute, 1000 a day, for 15 s: the minute window binds;
 - day:     0.1 s spacing, 1000 a minute, 30 a day (5 kept for people), for 12 s: the day binds;
 - outage:  0.3 s spacing, 8 a minute, 12 a day, for 15 s, every answer an HTML 503: each call
-  is retried, and each retry must take its own slot;
-- slow:    the same limits, every answer 1 s late against a 0.4 s timeout (the same retries).
+  is retried, and each retry must take its own slot (the minute binds);
+- slow:    0.3 s spacing, 1000 a minute, 10 a day, for 15 s, every answer 1 s late against a
+  0.4 s timeout (the same retries): the day binds.
 Every process loops over new tickers for the phase's duration, alternating a person's fetch
 (what the worker behind a web request runs: Upstream.fetch at interactive priority, waiting up
 to 2.5 s for the spacing) with a scheduled refresh (Upstream.fetch at HELD priority, waiting up
@@ -72,8 +73,8 @@ PHASES = {
     "slow": (
         {
             "min_seconds_between_calls": 0.3,
-            "per_minute": 8,
-            "per_day": 12,
+            "per_minute": 1000,
+            "per_day": 10,
             "interactive_reserve": 2,
         },
         15.0,
@@ -241,9 +242,9 @@ def main() -> None:
             f"{day['limits']['per_day'] - day['limits']['interactive_reserve']}); "
             f"minute phase max {results['minute']['max_per_minute']}/min; shipped phase min gap "
             f"{results['shipped']['min_gap_s'] or 0:.2f} s; outage/slow phases "
-            f"{results['outage']['calls']}/{results['slow']['calls']} calls of "
-            f"{results['outage']['limits']['per_day']} a day, max "
-            f"{results['outage']['max_per_minute']}/{results['slow']['max_per_minute']} a minute",
+            f"{results['outage']['max_per_minute']} a minute of "
+            f"{results['outage']['limits']['per_minute']} / {results['slow']['calls']} a day of "
+            f"{results['slow']['limits']['per_day']}",
             ok,
         )
     ]

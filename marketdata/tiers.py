@@ -80,41 +80,57 @@ class TieredMarketData:
     def get_current_price(self, ticker: str, *, wait: float | None = None) -> PricePoint:
         """Cache → database → a background fetch (when the stored bar is missing or stale).
 
-        The fetch is requested once per ticker however many readers miss at once, and this
-        read waits for its answer in the cache at most ``wait`` seconds (default: the request
-        budget). Past it: the stored bar, marked stale and ``pending``; PriceFetching when
-        nothing is stored. A failed fetch leaves the stored bar in the cache, marked stale, for
-        a minute before anyone asks again; with nothing stored, its failure is the answer for
-        that minute.
+        On a miss, one request per ticker (the one that claims its fetch) reads the database
+        and, if the bar is missing or stale, queues the fetch; concurrent requests wait for the
+        answer in the cache without touching the database. Each waits at most ``wait`` seconds
+        (default: the request budget) from its start. Past it: the stored bar, marked stale
+        and ``pending``; PriceFetching when nothing is stored. A failed fetch leaves the stored
+        bar in the cache, marked stale, for a minute before anyone asks again; with nothing
+        stored, its failure is the answer for that minute.
         """
+        if self.upstream is None:  # offline: the stored tiers are all there is
+            return self._raise_or_return(self.get_current_prices([ticker])[ticker])
         started = time.monotonic()
         due = self.due_session()
-        cached = cache.get(price_cache.current_key(ticker))
+        key, failed = price_cache.current_key(ticker), failed_key(ticker)
+        values = cache.get_many([key, pending_key(ticker), failed])  # one round-trip
+        cached = values.get(key)
         if cached == price_cache.NOT_FOUND:
             raise TickerNotFound(ticker)
         if isinstance(cached, PricePoint):
             return self.judged(cached, due)
-        if self.upstream is None:
-            return self._raise_or_return(self.get_current_prices([ticker])[ticker])
+        if wait is None:
+            wait = settings.PAPERTRADE.market_data.request_budget_seconds
+        deadline = started + wait
+
+        if pending_key(ticker) in values or not self.upstream.claim(ticker):
+            # Another request is reading the database or fetching: wait for its answer.
+            answer, under_way = self._await_fetch(ticker, None, deadline=deadline)
+            if answer is None:
+                answer = PriceHistory.objects.latest_points([ticker]).get(ticker)
+                if answer is None:
+                    raise PriceFetching(ticker)
+            return self.judged(answer, due).replace(pending=under_way)
+
+        # This request holds the claim: the database first, then the provider if need be.
         stored = PriceHistory.objects.latest_points([ticker]).get(ticker)
         if stored is not None and not self.judged(stored, due).is_stale:
             price_cache.remember(stored)
+            self.upstream.settle(ticker)
             return self.judged(stored, due)
-        failure = cache.get(failed_key(ticker))
-        if stored is None and failure:
-            raise MarketDataUnavailable(failure)
+        if stored is None and values.get(failed):
+            self.upstream.settle(ticker)
+            raise MarketDataUnavailable(values[failed])
         try:
-            self.upstream.request(ticker)
+            self.upstream.enqueue_claimed(ticker)
         except MarketDataUnavailable:
             if stored is None:
                 raise
             return self.judged(stored, due)
-        if wait is None:
-            wait = settings.PAPERTRADE.market_data.request_budget_seconds
-        answer, pending = self._await_fetch(ticker, stored, deadline=started + wait)
+        answer, under_way = self._await_fetch(ticker, stored, deadline=deadline)
         if answer is None:
             raise PriceFetching(ticker)
-        return self.judged(answer, due).replace(pending=pending)
+        return self.judged(answer, due).replace(pending=under_way)
 
     def _await_fetch(
         self, ticker: str, stored: PricePoint | None, *, deadline: float

@@ -153,15 +153,25 @@ class Upstream:
     def request(self, ticker: str) -> None:
         """Have ``ticker`` fetched in the background, unless a fetch of it is already queued or
         running. Raises MarketDataUnavailable when the task cannot be queued."""
+        if self.claim(ticker):
+            self.enqueue_claimed(ticker)
+
+    def claim(self, ticker: str) -> bool:
+        """Take the right to fetch ``ticker`` in the background (True) or learn that another
+        request holds it (False). The holder either queues the fetch (``enqueue_claimed``) or
+        gives the right back (``settle``)."""
+        return cache.add(pending_key(ticker), 1, PENDING_SECONDS)
+
+    def enqueue_claimed(self, ticker: str) -> None:
+        """Queue the background fetch of a claimed ticker; if it cannot be queued (the broker is
+        down) give the claim back and raise MarketDataUnavailable."""
         if self.enqueue is None:
+            self.settle(ticker)
             raise MarketDataUnavailable("No background worker is configured to fetch prices.")
-        key = pending_key(ticker)
-        if not cache.add(key, 1, PENDING_SECONDS):
-            return  # already on its way
         try:
             self.enqueue(ticker)
         except Exception as exc:  # the broker is down: say so, and let the next read try again
-            cache.delete(key)
+            self.settle(ticker)
             logger.warning("could not queue a fetch of %s: %s", ticker, type(exc).__name__)
             raise MarketDataUnavailable(
                 f"The price of {ticker} could not be requested just now."

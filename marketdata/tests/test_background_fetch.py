@@ -39,11 +39,12 @@ def queued(live):
 
 def test_a_new_ticker_is_fetched_in_the_background_not_in_the_request(queued, fake_av):
     port, tickers = queued
+    port.due_session()  # the NYSE calendar is built, as in a running server
 
     started = time.monotonic()
     with pytest.raises(PriceFetching, match="NEWCO is being fetched"):
         port.get_current_price("NEWCO", wait=0.3)
-    assert 0.25 <= time.monotonic() - started < 1.0  # waited the budget, no more
+    assert 0.3 <= time.monotonic() - started < 1.8  # waited the budget, not the provider
     assert fake_av.count() == 0  # the request itself never called the provider
     assert tickers == ["NEWCO"]
     # Others asking meanwhile queue nothing more, and pages see it on its way.
