@@ -12,7 +12,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRedirect
 
 from marketdata.port import (
     InvalidTicker,
@@ -97,27 +96,44 @@ def portfolio_create(request: HttpRequest) -> HttpResponse:
 
 
 # --- one portfolio ----------------------------------------------------------------------------
-def _detail_context(request: HttpRequest, portfolio: Portfolio, **forms) -> dict:
-    kind = request.GET.get("kind", "")
-    per_page = settings.PAPERTRADE.ui.transactions_per_page
-    trade_form = forms.get("trade_form") or TradeForm(initial=_trade_initial(request))
-    return {
-        "portfolio": portfolio,
-        "summary": portfolio_summary(portfolio),
-        "trade_form": trade_form,
-        "deposit_form": forms.get("deposit_form") or _cash_form("deposit"),
-        "withdraw_form": forms.get("withdraw_form") or _cash_form("withdraw"),
-        "rename_form": forms.get("rename_form")
-        or PortfolioRenameForm(initial={"name": portfolio.name}),
-        "transactions": transactions_page(
-            portfolio, kind=kind, page=request.GET.get("page", 1), per_page=per_page
-        ),
-        "kind": kind if kind in Transaction.Kind.values else "",
-        "kinds": Transaction.Kind.choices,
-        "poll_seconds": settings.PAPERTRADE.ui.poll_interval_seconds,
-        "receipt": forms.get("receipt"),
-        "preview_fetching": forms.get("preview_fetching", False),
-    }
+# What each region of the portfolio page needs; a partial request computes only its own.
+REGION_PARTS = {
+    "": {"live", "trade", "cash", "rename", "transactions"},  # the whole page
+    "transactions": {"transactions"},  # the history's filters and pager
+    "trade-panel": {"trade"},  # an order refused: the form with its errors
+    "trade-result": {"trade", "live", "transactions"},  # an order filled, and what it changed
+}
+
+
+def _detail_context(request: HttpRequest, portfolio: Portfolio, region: str = "", **forms) -> dict:
+    parts = REGION_PARTS[region]
+    context: dict = {"portfolio": portfolio, "receipt": forms.get("receipt")}
+    if "live" in parts:
+        context["summary"] = portfolio_summary(portfolio)
+        context["poll_seconds"] = settings.PAPERTRADE.ui.poll_interval_seconds
+    if "trade" in parts:
+        context["trade_form"] = forms.get("trade_form") or TradeForm(
+            initial=_trade_initial(request)
+        )
+        context["preview_fetching"] = forms.get("preview_fetching", False)
+    if "cash" in parts:
+        context["deposit_form"] = forms.get("deposit_form") or _cash_form("deposit")
+        context["withdraw_form"] = forms.get("withdraw_form") or _cash_form("withdraw")
+    if "rename" in parts:
+        context["rename_form"] = forms.get("rename_form") or PortfolioRenameForm(
+            initial={"name": portfolio.name}
+        )
+    if "transactions" in parts:
+        kind = request.GET.get("kind", "")
+        context["transactions"] = transactions_page(
+            portfolio,
+            kind=kind,
+            page=request.GET.get("page", 1),
+            per_page=settings.PAPERTRADE.ui.transactions_per_page,
+        )
+        context["kind"] = kind if kind in Transaction.Kind.values else ""
+        context["kinds"] = Transaction.Kind.choices
+    return context
 
 
 CASH_LABELS = {"deposit": "Deposit amount ($)", "withdraw": "Withdrawal amount ($)"}
@@ -143,7 +159,8 @@ def _render_detail(
     template = "portfolios/portfolio_detail.html"
     if partial:
         template += f"#{partial}"
-    return render(request, template, _detail_context(request, portfolio, **forms), status=status)
+    context = _detail_context(request, portfolio, partial, **forms)
+    return render(request, template, context, status=status)
 
 
 @require_GET
@@ -253,8 +270,6 @@ def _cash_action(request: HttpRequest, pk: int, *, prefix: str, write, verb: str
             _add_error(form, exc)
         else:
             messages.success(request, f"{verb} ${txn.total:,.2f}.")
-            if request.htmx:
-                return HttpResponseClientRedirect(portfolio.get_absolute_url())
             return redirect(portfolio)
     return _render_detail(request, portfolio, status=INVALID, **{f"{prefix}_form": form})
 

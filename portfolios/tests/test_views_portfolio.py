@@ -213,6 +213,29 @@ def test_the_history_is_paginated_and_filtered_by_type(auth_client, portfolio, s
     assert fragment.lstrip().startswith('<section id="transactions"')
 
 
+def test_a_partial_request_computes_only_its_own_region(auth_client, portfolio, aapl):
+    """The history's pager and filters render the history alone: no prices, no forms."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from marketdata.testing.cache_calls import CacheCalls
+
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("1"))
+    with CacheCalls() as calls, CaptureQueriesContext(connection) as queries:
+        fragment = auth_client.get(
+            _url(portfolio), {"page": 1}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="transactions"
+        ).content.decode()
+    assert fragment.lstrip().startswith('<section id="transactions"') and "AAPL" in fragment
+    assert calls.calls == []  # no price was read: the cache is not asked
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert "marketdata_pricehistory" not in sql and "portfolios_holding" not in sql
+    # The whole page does read them.
+    with CacheCalls() as calls, CaptureQueriesContext(connection) as queries:
+        auth_client.get(_url(portfolio))
+    assert calls.calls
+    assert "portfolios_holding" in " ".join(q["sql"] for q in queries.captured_queries)
+
+
 def test_the_live_fragment_polls_without_writing(auth_client, portfolio, aapl):
     portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("1"))
     count = Transaction.objects.count()

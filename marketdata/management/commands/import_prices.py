@@ -10,23 +10,14 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from marketdata.importing import ImportResult, PriceFileError, import_price_files
+from marketdata.management.sigterm import sigterm_interrupts
 from marketdata.port import InvalidTicker, normalize_ticker
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, raised where the command happens to be, so what is being written rolls back."""
-
-
-def _on_sigterm(signum, frame):
-    raise Interrupted
 
 
 class Command(BaseCommand):
@@ -87,13 +78,13 @@ class Command(BaseCommand):
         results: list[ImportResult] = []
         failed = errors = 0
         interrupted = False
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        if on_main_thread:
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
-            with tqdm(
-                total=len(paths), unit=" files", leave=False, disable=not self.stdout.isatty()
-            ) as bar:
+            with (
+                sigterm_interrupts(),
+                tqdm(
+                    total=len(paths), unit=" files", leave=False, disable=not self.stdout.isatty()
+                ) as bar,
+            ):
                 for outcome in import_price_files(paths, ticker=ticker):
                     if isinstance(outcome, PriceFileError):
                         failed += 1
@@ -109,9 +100,6 @@ class Command(BaseCommand):
                     bar.update(1)
         except KeyboardInterrupt:
             interrupted = True
-        finally:
-            if on_main_thread:
-                signal.signal(signal.SIGTERM, previous)
 
         self._summarize(results, total=len(paths), errors=errors)
         if interrupted:
@@ -148,23 +136,19 @@ class Command(BaseCommand):
             priority = Priority.WATCHLIST if not tickers else Priority.BACKFILL
         wanted = list(dict.fromkeys(wanted))
 
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        if on_main_thread:
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        try:
-            with tqdm(
+        with (
+            sigterm_interrupts(),
+            tqdm(
                 total=len(wanted), unit=" tickers", leave=False, disable=not self.stdout.isatty()
-            ) as bar:
-                report = fetch_tickers(
-                    upstream=upstream,
-                    tickers=wanted,
-                    priority=priority,
-                    progress=bar,
-                    log=self.stdout.write,
-                )
-        finally:
-            if on_main_thread:
-                signal.signal(signal.SIGTERM, previous)
+            ) as bar,
+        ):
+            report = fetch_tickers(
+                upstream=upstream,
+                tickers=wanted,
+                priority=priority,
+                progress=bar,
+                log=self.stdout.write,
+            )
         self.stdout.write(report.summary())
         if report.remaining:
             raise CommandError(

@@ -8,30 +8,18 @@ day's share spent) are not a failure: the next run picks them up.
 
 from __future__ import annotations
 
-import signal
-import threading
-
 from django.core.management.base import BaseCommand, CommandError
 
+from marketdata.management.sigterm import sigterm_interrupts
 from marketdata.refresh import refresh_prices
-
-
-def _on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # the fetch loop stops cleanly and reports what it did not do
 
 
 class Command(BaseCommand):
     help = "Refresh the prices of every held ticker and the watchlist now (the scheduled job)."
 
     def handle(self, *args, **options) -> None:
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        if on_main_thread:
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        try:
+        with sigterm_interrupts():  # the fetch loop stops cleanly, reporting what it did not do
             summary = refresh_prices(log=self.stdout.write)
-        finally:
-            if on_main_thread:
-                signal.signal(signal.SIGTERM, previous)
         for ticker, why in summary.failed.items():
             self.stderr.write(f"{ticker}: failed: {why}")
         if summary.deferred:
