@@ -28,11 +28,11 @@ def test_a_new_ticker_is_fetched_in_the_background_and_the_page_picks_it_up(
 ):
     expect.set_options(timeout=15_000)
     workers: list[threading.Thread] = []
-    seen_fetching = threading.Event()
+    seen_fetching = {"NEWCO": threading.Event(), "OTHERCO": threading.Event()}
 
     def late_worker(ticker: str) -> None:
         def run() -> None:
-            seen_fetching.wait(timeout=15)
+            seen_fetching[ticker].wait(timeout=15)
             try:
                 get_market_data().fetch_requested(ticker)
             finally:
@@ -51,7 +51,7 @@ def test_a_new_ticker_is_fetched_in_the_background_and_the_page_picks_it_up(
     notice = page.locator("#price-fetching")
     expect(notice).to_contain_text("Fetching the latest price of NEWCO")
     assert fake_av.count() == 0  # the page answered before anyone asked the provider
-    seen_fetching.set()
+    seen_fetching["NEWCO"].set()
 
     # The page polls, sees the fetch is over and reloads itself to show the price.
     expect(notice).to_have_count(0)
@@ -70,4 +70,22 @@ def test_a_new_ticker_is_fetched_in_the_background_and_the_page_picks_it_up(
     assert txn.ticker == "NEWCO" and txn.quantity == Decimal("3")
     assert not txn.price_was_stale
     assert fake_av.count() == 1
+
+    # An order for a ticker nothing is stored for: refused while its price is on its way; the
+    # preview polls (inside the trade panel, which stays) until the price shows, then it fills.
+    page.locator("#id_ticker").fill("OTHERCO")
+    page.locator("#id_quantity").fill("1")
+    page.get_by_role("button", name="Place order").click()
+    panel = page.locator("#trade-panel")
+    expect(page.locator("#id_ticker_error")).to_contain_text("OTHERCO is being fetched")
+    expect(page.locator("#trade-preview")).to_contain_text("OTHERCO is being fetched")
+    seen_fetching["OTHERCO"].set()
+    expect(page.locator("#trade-preview")).to_contain_text("Estimated total")
+    expect(panel).to_have_count(1)
+    page.get_by_role("button", name="Place order").click()
+    expect(page.locator("#receipt")).to_contain_text("Bought 1 OTHERCO")
+    for worker in workers:
+        worker.join(timeout=10)
+    assert Transaction.objects.filter(portfolio=portfolio, kind=Transaction.Kind.BUY).count() == 2
+    assert fake_av.count("TIME_SERIES_DAILY", "OTHERCO") == 1
     assert browser_problems == []
