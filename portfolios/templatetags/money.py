@@ -1,8 +1,6 @@
 from decimal import Decimal
-from urllib.parse import quote
 
 from django import template
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -92,79 +90,7 @@ def price_cell(point) -> str:
     )
 
 
-def _sign(value) -> str:
+@register.filter
+def sign(value) -> str:
+    """The class of a gain: "neg" below zero, "pos" above, "" for zero or unknown."""
     return "neg" if value is not None and value < 0 else "pos" if value else ""
-
-
-@register.simple_tag
-def holding_row(row) -> str:
-    """One row of the holdings table (``row``: a selectors.HoldingRow).
-
-    Built here rather than in the template: the page shows up to hundreds of rows and polls
-    them, and the template language spends ~0.3 ms a row resolving its two dozen variables.
-    """
-    if row.price is not None:
-        price_html = price_cell(row.price)
-    else:
-        price_html = format_html(
-            '<span class="badge error" title="{}">unavailable</span>', row.price_error
-        )
-    gain_pct = f" ({pct(row.unrealized_gain_pct)})" if row.unrealized_gain_pct is not None else ""
-    day_pct = f" ({pct(row.day_change_pct)})" if row.day_change_pct is not None else ""
-    return format_html(
-        '<tr data-ticker="{ticker}">\n'
-        '  <th scope="row"><a href="{url}">{ticker}</a></th>\n'
-        '  <td class="num">{quantity}</td>\n'
-        '  <td class="num">{average_cost}</td>\n'
-        '  <td class="price-cell">{price}</td>\n'
-        '  <td class="num market-value">{value}</td>\n'
-        '  <td class="num {gain_sign}">{gain}{gain_pct}</td>\n'
-        '  <td class="num {day_sign}">{day}{day_pct}</td>\n'
-        '  <td class="num">{weight}</td>\n'
-        '  <td><a class="button small" href="?side=SELL&amp;ticker={quoted}#trade-panel">Sell</a>'
-        "</td>\n"
-        "</tr>",
-        ticker=row.ticker,
-        url=reverse("stock_detail", args=[row.ticker]),
-        quantity=shares(row.quantity),
-        average_cost=price(row.average_cost),
-        price=price_html,
-        value=money(row.market_value),
-        gain_sign=_sign(row.unrealized_gain),
-        gain=money(row.unrealized_gain),
-        gain_pct=gain_pct,
-        day_sign=_sign(row.day_change),
-        day=money(row.day_change),
-        day_pct=day_pct,
-        weight=f"{row.weight_pct}%" if row.weight_pct is not None else "",
-        quoted=quote(row.ticker),
-    )
-
-
-@register.simple_tag
-def transaction_row(t) -> str:
-    """One row of the transactions table (``t``: a Transaction); see holding_row for why."""
-    if t.price_as_of:
-        stale = mark_safe(' <span class="badge stale">stale</span>') if t.price_was_stale else ""
-        as_of = format_html("{} · {}{}", market_time(t.price_as_of), t.price_source_label, stale)
-    else:
-        as_of = ""
-    return format_html(
-        "<tr>\n"
-        "  <td>{when}</td>\n"
-        "  <td>{kind}</td>\n"
-        "  <td>{ticker}</td>\n"
-        '  <td class="num">{quantity}</td>\n'
-        '  <td class="num">{price}</td>\n'
-        '  <td class="num {sign}">{cash}</td>\n'
-        "  <td>{as_of}</td>\n"
-        "</tr>",
-        when=market_time(t.executed_at),
-        kind=t.get_kind_display(),
-        ticker=t.ticker,
-        quantity=shares(t.quantity) if t.quantity else "",
-        price=price(t.price) if t.price else "",
-        sign="neg" if t.cash_change < 0 else "pos",
-        cash=money(t.cash_change),
-        as_of=as_of,
-    )

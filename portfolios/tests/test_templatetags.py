@@ -1,4 +1,5 @@
-"""The formatting tags of the portfolio pages: times in the market's zone, the price cell."""
+"""The formatting of the portfolio pages: times in the market's zone, the price cell, and the
+rows of the holdings and transactions tables (partials of the portfolio page)."""
 
 import re
 from datetime import UTC, datetime
@@ -6,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.template import Context, Template
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from marketdata.port import PricePoint, Source
@@ -16,6 +18,10 @@ from portfolios.templatetags.money import market_time, price_cell
 
 def render(source: str, **context) -> str:
     return Template("{% load money %}" + source).render(Context(context))
+
+
+def row_partial(name: str, **context) -> str:
+    return render_to_string(f"portfolios/portfolio_detail.html#{name}", context)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +95,7 @@ def test_a_holding_row_shows_each_cell_with_its_sign(db):
         weight_pct=Decimal("47.3"),
     )
 
-    html = render("{% holding_row row %}", row=row)
+    html = row_partial("holding-row", row=row)
 
     assert html.startswith('<tr data-ticker="BRK.B">') and html.endswith("</tr>")
     assert '<a href="/stocks/BRK.B/">BRK.B</a>' in html
@@ -114,7 +120,7 @@ def test_a_holding_row_without_a_price_says_why_escaped(db):
         market_value=Decimal("5.00"),
     )
 
-    html = render("{% holding_row row %}", row=row)
+    html = row_partial("holding-row", row=row)
 
     assert 'title="No price for &quot;XYZ&quot; &lt;now&gt;">unavailable</span>' in html
     assert '<td class="num ">—</td>' in html  # no gain known: a dash, no sign
@@ -134,7 +140,7 @@ def test_a_transaction_row_shows_a_trade_and_its_price_source():
         price_was_stale=True,
     )
     with timezone.override("America/New_York"):
-        html = render("{% transaction_row t %}", t=buy)
+        html = row_partial("transaction-row", t=buy)
 
     cells = re.findall(r"<td[^>]*>(.*?)</td>", html)
     assert cells == [
@@ -158,7 +164,7 @@ def test_a_deposit_row_leaves_the_trade_cells_empty():
         executed_at=datetime(2023, 11, 13, 15, 0, tzinfo=UTC),
     )
 
-    html = render("{% transaction_row t %}", t=deposit)
+    html = row_partial("transaction-row", t=deposit)
 
     assert '<td class="num"></td>\n  <td class="num"></td>' in html
     assert '<td class="num pos">$1,000.00</td>\n  <td></td>' in html
