@@ -79,6 +79,97 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30
             proc.wait(timeout=timeout)
 
 
+# --- A TCP proxy that can stop forwarding -----------------------------------------------------
+class TcpProxy:
+    """A proxy on 127.0.0.1 in front of ``target`` (host, port). ``blackhole()`` makes it a
+    network partition: it still accepts connections, then reads and drops what comes and never
+    answers (the peer waits for its timeout; nothing is refused). ``forward()`` heals it for
+    new connections. ``connections`` counts the connections it accepted."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import threading
+
+        self.target = target
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self._blackhole = False
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def blackhole(self) -> None:
+        self._blackhole = True
+
+    def forward(self) -> None:
+        self._blackhole = False
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                self.connections += 1
+                self._open.append(client)
+            worker = self._drop if self._blackhole else self._pump_both
+            threading.Thread(target=worker, args=(client,), daemon=True).start()
+
+    def _drop(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while client.recv(65536):
+                pass
+
+    def _pump_both(self, client: socket.socket) -> None:
+        import threading
+
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._open.append(upstream)
+        upstream.settimeout(None)
+        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+        self._pump(client, upstream)
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+
+@pytest.fixture
+def tcp_proxy():
+    """``tcp_proxy((host, port))`` starts a :class:`TcpProxy`; every one is closed after."""
+    proxies: list[TcpProxy] = []
+
+    def start(target: tuple[str, int]) -> TcpProxy:
+        proxy = TcpProxy(target)
+        proxies.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
+
+
 # --- Redis -----------------------------------------------------------------------------------
 class RedisServer:
     """A throwaway ``redis-server`` (no persistence) on a spare port; kill it, start it again."""

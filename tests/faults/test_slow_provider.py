@@ -1,4 +1,5 @@
-"""A slow provider (it answers after the timeout) never holds a web request.
+"""A slow provider (it answers after the timeout), or one behind a network partition (a proxy
+that accepts connections and never forwards them), never holds a web request.
 
 The app runs as it does in production, in subprocesses: gunicorn, a Celery worker, Redis as
 cache and broker (a server this test owns). Eight people open stock pages of tickers nothing is
@@ -32,8 +33,9 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+@pytest.mark.parametrize("fault", ["slow", "partition"])
 def test_a_slow_provider_never_holds_a_web_request(
-    tmp_path, redis_server, make_app, fake_av, celery_worker
+    tmp_path, redis_server, make_app, fake_av, celery_worker, tcp_proxy, fault
 ):
     config = write_config(
         tmp_path / "config.toml",
@@ -44,19 +46,23 @@ def test_a_slow_provider_never_holds_a_web_request(
         request_budget_seconds=str(BUDGET),
         failures_to_open="1000",  # the breaker is tested apart: here every fetch is tried
     )
+    proxy = tcp_proxy(("127.0.0.1", fake_av.port))
     app = make_app(
         {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}",
             "REDIS_URL": redis_server.url,
             "CELERY_BROKER_URL": redis_server.url.replace("/0", "/1"),
             "ALPHA_VANTAGE_API_KEY": PROVIDER_KEY,
-            "ALPHA_VANTAGE_BASE_URL": fake_av.url,
+            "ALPHA_VANTAGE_BASE_URL": f"http://127.0.0.1:{proxy.port}/query",
             "PAPERTRADE_CONFIG": str(config),
         }
     )
     portfolio = app.setup()
     app.serve()
-    fake_av.slow(3.0)
+    if fault == "slow":
+        fake_av.slow(3.0)
+    else:
+        proxy.blackhole()
     celery_worker(app)
     browsers = [app.browser() for _ in range(PEOPLE + 1)]
     for browser in browsers:
@@ -124,8 +130,12 @@ def test_a_slow_provider_never_holds_a_web_request(
     assert len(pages) == PEOPLE
     assert all("Fetching the latest price of SLOW" in page for page in pages)
     # Every fetch ran in the worker: two attempts a ticker (the call and its retry).
-    calls = {n: fake_av.count(DAILY, f"SLOW{n}") for n in range(PEOPLE)}
-    assert calls == {n: 2 for n in range(PEOPLE)}, calls
+    if fault == "slow":
+        calls = {n: fake_av.count(DAILY, f"SLOW{n}") for n in range(PEOPLE)}
+        assert calls == {n: 2 for n in range(PEOPLE)}, calls
+    else:  # every attempt reached the partition, and none the provider
+        assert proxy.connections >= 2 * PEOPLE
+        assert fake_av.count() == 0
     # The outcome is shown once the fetch is over: the provider failed, nothing is stored.
     assert after.status_code == 200
     assert "could not be fetched" in after.text or "timed out" in after.text, after.text[:2000]
