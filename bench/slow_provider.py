@@ -1,4 +1,4 @@
-"""A slow provider and the request path (issue: "no request that waits on the provider"): eight
+"""A slow provider and the request path (no web request waits on the provider): eight
 people open stock pages of tickers nothing is stored for, and place orders for them, while
 others browse their portfolios. The provider answers only after the timeout.
 
