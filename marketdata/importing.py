@@ -10,6 +10,12 @@ pass streams it again and writes it inside one transaction (on PostgreSQL with `
 staging table and one upsert, ``storage.copy_daily_bars``; elsewhere in batches of
 ``upsert_daily_bars``). Memory stays flat in the file's size: rows are never all held at once,
 and duplicate dates are found with a bitmap of day numbers.
+
+One parser reads a row (``_parse``: ``Decimal`` prices and every check). A row in the plain
+form (``PLAIN_ROW``) skips it on the first pass: its shape is checked by the pattern, and what
+a bar must be besides (prices positive, high at least low) is checked where the rows are
+written, in SQL over all of them at once; a file that fails there is read again by the parser
+to say which rows, as ``PATH:LINE: what``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from marketdata.bars import DailyBar
 from marketdata.models import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
 from marketdata.port import InvalidTicker, Source, normalize_ticker
 from marketdata.price_cache import forget_current_prices
-from marketdata.storage import copy_daily_bars, upsert_daily_bars
+from marketdata.storage import BadBars, copy_daily_bars, upsert_daily_bars
 
 COLUMNS = ("open", "high", "low", "close", "volume")
 HEADERS = {
@@ -191,12 +197,15 @@ def _write(files: list[_Checked], progress: Progress | None, batch_size: int) ->
     """Store the bars of checked files (of distinct tickers); runs in the caller's transaction."""
     fetched_at = timezone.now()
     if connection.vendor == "postgresql":
-        counts = copy_daily_bars(
-            chunks=lambda: _csv_chunks(files, batch_size, progress),
-            ranges={f.ticker: (f.first_day, f.last_day) for f in files if f.rows},
-            source=Source.IMPORT,
-            fetched_at=fetched_at,
-        )
+        try:
+            counts = copy_daily_bars(
+                chunks=lambda: _csv_chunks(files, batch_size, progress),
+                ranges={f.ticker: (f.first_day, f.last_day) for f in files if f.rows},
+                source=Source.IMPORT,
+                fetched_at=fetched_at,
+            )
+        except BadBars:
+            raise _worded(files) from None
     else:
         counts = {}
         for checked in files:
@@ -247,12 +256,18 @@ def _ticker_for(path: Path, ticker: str | None) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _check(path: Path, progress: Progress | None) -> tuple[int, bool, date | None, date | None]:
+def _check(
+    path: Path, progress: Progress | None, *, full: bool = False
+) -> tuple[int, bool, date | None, date | None]:
     """Stream the whole file once: (its row count, whether every row is plain, its first and
     last day), or raise PriceFileError.
 
-    The loop settles plain rows itself, inlined (this loop is most of an import's Python time),
-    and hands any other row to ``_row``.
+    Every row goes through the one parser (``_row``: Decimal prices, every check), but for a
+    plain row (PLAIN_ROW: its shape is the check) unless ``full``: its day is read here,
+    inlined (this loop is most of an import's Python time), and what a bar must be besides
+    (prices positive, high at least low) is checked where it is written, in SQL over all the
+    rows at once (``storage.copy_daily_bars``), or by the parser on the row-by-row path. A
+    file that fails there is read again with ``full`` to say which rows.
     """
     problems: list[str] = []
     count = rows = 0
@@ -264,28 +279,19 @@ def _check(path: Path, progress: Progress | None) -> tuple[int, bool, date | Non
         if problem is None:
             rows += 1
             day = None
-            match = plain_row(text)
+            match = None if full else plain_row(text)
             if match is not None:
-                raw_day, raw_open, raw_high, raw_low, raw_close, _ = match.groups()
-                high, low = float(raw_high), float(raw_low)
-                # Rounding to float keeps order, so only a tie needs the exact comparison.
-                if (
-                    low > 0
-                    and float(raw_open) > 0
-                    and float(raw_close) > 0
-                    and (high > low or (high == low and Decimal(raw_high) >= Decimal(raw_low)))
-                ):
-                    try:
-                        day = from_iso(raw_day).toordinal()
-                    except ValueError:
-                        day = None
-            if day is None:  # not plain, or plain with a problem: the full parser says which
+                try:
+                    day = from_iso(text[:10]).toordinal()
+                except ValueError:
+                    day = None
+            if day is None:  # not plain, or plain with a bad day: the parser says what
                 parsed = _row(text)
                 if isinstance(parsed, str):
                     problem = parsed
                 else:
                     day = parsed[0].toordinal()
-                    all_plain = False
+                    all_plain = all_plain and plain_row(text) is not None
             if day is not None:
                 if seen[day >> 3] & (1 << (day & 7)):
                     problem = f"the date {date.fromordinal(day)} appears on an earlier line too"
@@ -362,10 +368,25 @@ def _csv_chunks(
 
 
 def _good_bars(checked: _Checked) -> Iterator[DailyBar]:
+    """The bars of a checked file, each through the parser (which also checks what the shape
+    check left to the database: prices positive, high at least low)."""
     for text in _good_rows(checked):
         bar = _parse(text.split(","))
-        assert isinstance(bar, DailyBar), bar  # _row wrote it from a good bar
+        if not isinstance(bar, DailyBar):
+            raise _worded([checked])
         yield bar
+
+
+def _worded(files: list[_Checked]) -> PriceFileError:
+    """The error for files whose rows passed the shape check but are no bars: the full
+    parser reads them again and says which rows, and why (``PATH:LINE: what``)."""
+    for checked in files:
+        try:
+            _check(checked.path, None, full=True)
+        except PriceFileError as exc:
+            return exc
+    path = files[0].path
+    return PriceFileError(path, [f"{path}: the file changed while it was being loaded"])
 
 
 def _batched(items: Iterator[T], size: int) -> Iterator[list[T]]:

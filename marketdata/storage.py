@@ -71,6 +71,13 @@ def upsert_daily_bars(
 
 # The staging table of ``copy_daily_bars``: one per connection, emptied at every commit.
 STAGE_TABLE = "marketdata_bar_stage"
+# What a bar must be, beyond its shape: the checks ``copy_daily_bars`` makes in SQL.
+GOOD_BAR = "open > 0 AND high > 0 AND low > 0 AND close > 0 AND high >= low"
+
+
+class BadBars(Exception):
+    """Rows handed to ``copy_daily_bars`` that are no bar (a price not positive, a high below
+    its low): nothing was written. The caller words which rows, with its own parser."""
 
 
 def copy_daily_bars(
@@ -82,10 +89,13 @@ def copy_daily_bars(
 ) -> dict[str, tuple[int, int]]:
     """``upsert_daily_bars`` for PostgreSQL and many rows: {ticker: (inserted, updated)}.
 
-    ``chunks()`` gives (ticker, CSV text of checked rows ``day,open,high,low,close,volume``,
-    day as YYYY-MM-DD), in as many pieces as it likes (the whole is never held at once); a
-    (ticker, day) must not come twice, and ``ranges`` holds each ticker's first and last day.
-    Runs inside the caller's transaction; a ticker with nothing written is left out.
+    ``chunks()`` gives (ticker, CSV text of rows ``day,open,high,low,close,volume``, day as
+    YYYY-MM-DD), in as many pieces as it likes (the whole is never held at once); a (ticker,
+    day) must not come twice, and ``ranges`` holds each ticker's first and last day. The rows'
+    shape must be checked (plain decimals, whole volumes); what a bar must be besides (prices
+    positive, high at least low: ``GOOD_BAR``) is checked here, in SQL, over all the rows at
+    once, and any row that is not raises ``BadBars`` with nothing written. Runs inside the
+    caller's transaction; a ticker with nothing written is left out.
 
     When nothing is stored yet over those ranges (a first load), the rows are streamed with
     ``COPY`` straight into the table. Otherwise, or if a bar lands meanwhile (its unique
@@ -98,10 +108,32 @@ def copy_daily_bars(
     if not _stored_within(ranges):
         try:
             with transaction.atomic():
-                return _copy_new_bars(chunks(), source=source, fetched_at=fetched_at)
-        except IntegrityError:
-            pass  # a bar was stored meanwhile: stage and upsert
+                counts = _copy_new_bars(chunks(), source=source, fetched_at=fetched_at)
+                if _copied_bad_bars(list(ranges), fetched_at):
+                    raise BadBars
+                return counts
+        except IntegrityError as exc:
+            if _violates_a_check(exc):
+                raise BadBars from None  # the table's own check: a price not positive
+            # A bar was stored meanwhile: stage and upsert.
     return _stage_and_upsert(chunks(), source=source, fetched_at=fetched_at)
+
+
+def _violates_a_check(exc: IntegrityError) -> bool:
+    import psycopg
+
+    return isinstance(exc.__cause__, psycopg.errors.CheckViolation)
+
+
+def _copied_bad_bars(tickers: list[str], fetched_at: datetime) -> bool:
+    """Whether a bar this copy wrote (these tickers, this ``fetched_at``) is no bar."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT FROM {PriceHistory._meta.db_table} "  # noqa: S608 (constants)
+            f'WHERE ticker = ANY(%s) AND "interval" = %s AND fetched_at = %s AND NOT ({GOOD_BAR}))',
+            [tickers, Interval.DAILY, fetched_at],
+        )
+        return cursor.fetchone()[0]
 
 
 def _stored_within(ranges: Mapping[str, tuple[date, date]]) -> bool:
@@ -176,6 +208,9 @@ def _stage_and_upsert(
         with cursor.copy(f"COPY {STAGE_TABLE} FROM STDIN (FORMAT csv)") as copy:
             for ticker, text in chunks:
                 copy.write("".join([f"{ticker},{row}\n" for row in text.splitlines()]))
+        cursor.execute(f"SELECT EXISTS (SELECT FROM {STAGE_TABLE} WHERE NOT ({GOOD_BAR}))")  # noqa: S608
+        if cursor.fetchone()[0]:
+            raise BadBars
         cursor.execute(
             f"""
             WITH written AS (

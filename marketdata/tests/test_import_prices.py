@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from marketdata import importing
 from marketdata.importing import (
+    ImportResult,
     PriceFileError,
     _checked,
     _commit,
@@ -377,6 +378,48 @@ def test_one_bad_row_loads_nothing_and_is_named_by_file_and_line(tmp_path, bad_r
     assert caught.value.problems[0].startswith(f"{path}:4: ")
     assert complaint in caught.value.problems[0]
     assert not PriceHistory.objects.exists()
+
+
+@pytest.mark.parametrize("already_stored", [False, True])  # a first load, or an upsert
+@pytest.mark.parametrize(
+    ("bad_row", "complaint"),
+    [
+        ("2023-11-08,10.0000,9.0000,9.5000,9.2500,1000", "high 9.0000 is below low 9.5000"),
+        ("2023-11-08,10.0000,11.0000,9.5000,0.0000,1000", "close 0.0000 is not positive"),
+    ],
+)
+def test_a_plain_row_that_is_no_bar_is_found_where_it_is_written(
+    tmp_path, bad_row, complaint, already_stored
+):
+    """A plain row's shape is all the first read checks; that a price is positive and the high
+    at least the low is checked as the rows are written (in SQL on PostgreSQL), and then the
+    parser names the row. Nothing of the file is kept, and a bar stored before is unchanged."""
+    if already_stored:
+        store_bars("ABC", [(date(2023, 11, 7), "20.0000")], source=Source.ALPHA_VANTAGE)
+    path = write_csv(
+        tmp_path, "ABC.csv", [HEADER, GOOD_ROWS[0], GOOD_ROWS[1], bad_row, GOOD_ROWS[2]]
+    )
+
+    with pytest.raises(PriceFileError) as caught:
+        import_price_file(path=path)
+
+    assert caught.value.lines() == [f"{path}:4: {complaint}"]
+    stored = list(PriceHistory.objects.values_list("close", flat=True))
+    assert stored == ([Decimal("20.0000")] if already_stored else [])
+
+
+def test_in_a_batch_only_the_file_with_a_bad_plain_row_fails(tmp_path):
+    good = write_csv(tmp_path, "GOOD.csv", [HEADER, *GOOD_ROWS])
+    bad = write_csv(
+        tmp_path, "BAD.csv", [HEADER, GOOD_ROWS[0], "2023-11-07,1.0000,0.5000,0.9000,1.0000,1"]
+    )
+
+    outcomes = list(import_price_files([good, bad]))
+
+    assert isinstance(outcomes[0], ImportResult) and outcomes[0].inserted == len(GOOD_ROWS)
+    assert isinstance(outcomes[1], PriceFileError)
+    assert outcomes[1].lines() == [f"{bad}:3: high 0.5000 is below low 0.9000"]
+    assert set(PriceHistory.objects.values_list("ticker", flat=True)) == {"GOOD"}
 
 
 def test_it_reports_every_bad_row_up_to_twenty(tmp_path):
