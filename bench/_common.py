@@ -425,6 +425,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc) -> None:
+    """SIGTERM ``proc`` (a subprocess.Popen, or None) and wait; SIGKILL it after 30 s."""
+    import subprocess
+
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Gunicorn:
     """gunicorn serving the app on 127.0.0.1 as the Procfile does (workers × threads)."""
 
@@ -495,15 +509,7 @@ class Gunicorn:
         return sum(cpu_seconds(pid) for pid in self.pids())
 
     def __exit__(self, *exc) -> None:
-        import signal
-
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except Exception:  # noqa: BLE001
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 
@@ -548,13 +554,7 @@ class CeleryWorker:
         raise RuntimeError(f"the celery worker was not ready in 60 s; see {self.log}")
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except Exception:  # noqa: BLE001
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 

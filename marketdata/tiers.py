@@ -113,9 +113,8 @@ class TieredMarketData:
             return self.judged(answer, due).replace(pending=under_way)
 
         # This request holds the claim: the database first, then the provider if need be.
-        stored = PriceHistory.objects.latest_points([ticker]).get(ticker)
-        if stored is not None and not self.judged(stored, due).is_stale:
-            price_cache.remember(stored)
+        stored, fresh = self._stored_and_fresh(ticker, due)
+        if fresh:
             self.upstream.settle(ticker)
             return self.judged(stored, due)
         if stored is None and values.get(failed):
@@ -168,11 +167,8 @@ class TieredMarketData:
         due = self.due_session()
 
         def fresh_stored() -> PricePoint | None:
-            point = PriceHistory.objects.latest_points([ticker]).get(ticker)
-            if point is not None and not self.judged(point, due).is_stale:
-                price_cache.remember(point)
-                return point
-            return None
+            stored, fresh = self._stored_and_fresh(ticker, due)
+            return stored if fresh else None
 
         failure = ""
         try:
@@ -192,6 +188,15 @@ class TieredMarketData:
         finally:
             self.upstream.settle(ticker, failure=failure)
         return f"{ticker}: {fetched.point.price} as of {fetched.point.as_of:%Y-%m-%d %H:%M} UTC"
+
+    def _stored_and_fresh(self, ticker: str, due: date) -> tuple[PricePoint | None, bool]:
+        """The latest stored bar of ``ticker`` (one query) and whether it is fresh; a fresh one
+        is cached as the current price."""
+        stored = PriceHistory.objects.latest_points([ticker]).get(ticker)
+        fresh = stored is not None and not self.judged(stored, due).is_stale
+        if fresh:
+            price_cache.remember(stored)
+        return stored, fresh
 
     @staticmethod
     def _raise_or_return(result: PricePoint | MarketDataError) -> PricePoint:

@@ -6,10 +6,11 @@ The verbs, one per thing a caller may want from the provider:
 - ``fetch(ticker, priority=...)``: one ticker's daily bars, stored, answered as a ``Fetch``
   (the latest stored point and how many bars were written), in the caller's thread. Workers
   and commands only: the Celery task behind ``request``, the refresh job, ``import_prices``.
-- ``request(ticker)``: hand that fetch to a background worker (task ``marketdata.fetch_price``,
-  at interactive priority), at most one queued or running per ticker; ``fetching(ticker)``
-  says whether one is. This is how a web request asks: it never waits on the provider
-  longer than ``market_data.request_budget_seconds``.
+- ``request(ticker)`` (or ``claim`` then ``enqueue_claimed``; ``settle`` when it is over):
+  hand that fetch to a background worker (task ``marketdata.fetch_price``, at interactive
+  priority), at most one queued or running per ticker (the key ``pending_key(ticker)``). This
+  is how a web request asks: it never waits on the provider longer than
+  ``market_data.request_budget_seconds``.
 - ``search(query)``: ``SYMBOL_SEARCH``, US listings only, cached per query; one attempt whose
   timeout is the request budget (a person is typing).
 - ``reaches(day)``: whether one call can bring ``day``'s bar at all (no call is made).
@@ -176,10 +177,6 @@ class Upstream:
             raise MarketDataUnavailable(
                 f"The price of {ticker} could not be requested just now."
             ) from None
-
-    def fetching(self, ticker: str) -> bool:
-        """Whether a background fetch of ``ticker`` is queued or running."""
-        return cache.get(pending_key(ticker)) is not None
 
     def settle(self, ticker: str, *, failure: str = "") -> None:
         """The background fetch of ``ticker`` is over; ``failure`` says why it brought nothing

@@ -88,7 +88,8 @@ def new_context(chromium, live_server, browser_problems):
             )
 
     def make(**kwargs):
-        context = chromium.new_context(viewport={"width": 1280, "height": 900}, **kwargs)
+        kwargs.setdefault("viewport", {"width": 1280, "height": 900})
+        context = chromium.new_context(**kwargs)
         context.set_default_timeout(TIMEOUT_MS)
         context.route("**/*", stay_local)
         context.on("response", on_response)

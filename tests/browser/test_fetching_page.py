@@ -23,10 +23,12 @@ from tests.browser.conftest import log_in
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.mark.parametrize("width", [1280, 390])  # a desktop, and a phone
 def test_a_new_ticker_is_fetched_in_the_background_and_the_page_picks_it_up(
-    live_server, page, live, fake_av, user, password, monkeypatch, browser_problems
+    live_server, new_context, live, fake_av, user, password, monkeypatch, browser_problems, width
 ):
     expect.set_options(timeout=15_000)
+    page = new_context(viewport={"width": width, "height": 900}).new_page()
     workers: list[threading.Thread] = []
     seen_fetching = {"NEWCO": threading.Event(), "OTHERCO": threading.Event()}
 

@@ -505,13 +505,15 @@ app.worker_main(["worker", "--pool=threads", "--concurrency=4", "--loglevel=INFO
 @pytest.fixture
 def celery_worker(tmp_path):
     """Start a Celery worker for an :class:`App` (its broker must be a server, e.g. the
-    ``redis_server`` fixture's): ``celery_worker(app)``; killed after the test."""
+    ``redis_server`` fixture's): ``celery_worker(app)``, or with a worker script of one's own
+    (``code``, given the worker's name as ``sys.argv[1]``). Its log is ``tmp_path/<name>.log``;
+    every worker started is killed after the test."""
     workers: list[subprocess.Popen] = []
 
-    def start(app: App, name: str = "worker") -> subprocess.Popen:
+    def start(app: App, name: str = "worker", code: str = WORKER) -> subprocess.Popen:
         log = tmp_path / f"{name}.log"
         proc = subprocess.Popen(
-            [PYTHON, "-c", WORKER, f"{name}@fault-test"],
+            [PYTHON, "-c", code, f"{name}@fault-test"],
             cwd=BASE_DIR,
             env=app.env,
             stdout=log.open("ab"),

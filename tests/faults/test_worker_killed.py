@@ -17,17 +17,15 @@ acknowledgement reaches Redis, so there even a task without ``acks_late`` comes 
 test could not tell the difference.
 """
 
-import contextlib
 import os
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 
 from conftest import PROVIDER_KEY
-from tests.faults.conftest import BASE_DIR, PYTHON, wait_for, write_config
+from tests.faults.conftest import wait_for, write_config
 
 # The app under test has its own database; this mark only makes the session set up the test
 # database, which the root conftest's cache-clearing fixture talks to.
@@ -52,25 +50,8 @@ app.worker_main(["worker", "--concurrency=1", "--loglevel=INFO", "-n", sys.argv[
 """
 
 
-def start_worker(app, name: str, log) -> subprocess.Popen:
-    code = WORKER.format(timeout=VISIBILITY_TIMEOUT)
-    proc = subprocess.Popen(
-        [PYTHON, "-c", code, f"{name}@fault-test"],
-        cwd=BASE_DIR,
-        env=app.env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the pool child dies with it
-    )
-    wait_for(
-        lambda: proc.poll() is None and " ready." in log.read_text(errors="replace"),
-        what=f"celery worker {name} (log: {log})",
-    )
-    return proc
-
-
 def test_a_refresh_killed_mid_run_is_redelivered_and_spends_no_call_twice(
-    tmp_path, redis_server, make_app, fake_av
+    tmp_path, redis_server, make_app, fake_av, celery_worker
 ):
     watchlist = "[" + ", ".join(f'"{t}"' for t in WATCHLIST) + "]"
     config = write_config(
@@ -92,36 +73,28 @@ def test_a_refresh_killed_mid_run_is_redelivered_and_spends_no_call_twice(
     )
     app.setup()
     fake_av.route(DAILY, SLOW, fake_av.default_daily(SLOW), delay=120.0)
-    first_log, second_log = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
-    first = start_worker(app, "a", first_log)
-    workers = [first]
-    try:
-        app.python(
-            "from marketdata.tasks import refresh_prices_task\nrefresh_prices_task.delay()\n"
-        )
-        sent = time.monotonic()
-        wait_for(lambda: fake_av.count(DAILY, SLOW) == 1, what=f"the worker to ask for {SLOW}")
-        assert [fake_av.count(DAILY, t) for t in WATCHLIST[:2]] == [1, 1]
+    worker = WORKER.format(timeout=VISIBILITY_TIMEOUT)
+    second_log = tmp_path / "worker-b.log"  # celery_worker logs to tmp_path/<name>.log
+    first = celery_worker(app, "worker-a", code=worker)
+    app.python("from marketdata.tasks import refresh_prices_task\nrefresh_prices_task.delay()\n")
+    sent = time.monotonic()
+    wait_for(lambda: fake_av.count(DAILY, SLOW) == 1, what=f"the worker to ask for {SLOW}")
+    assert [fake_av.count(DAILY, t) for t in WATCHLIST[:2]] == [1, 1]
 
-        os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool child, as an OOM kill
-        first.wait(timeout=60)
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool child, as an OOM kill
+    first.wait(timeout=60)
 
-        # The provider answers promptly again. The dead worker's single-flight lock on the
-        # ticker it was fetching expires by itself (30 s), and the broker's visibility timeout
-        # passes; then a new worker starts.
-        fake_av.route(DAILY, SLOW, fake_av.default_daily(SLOW))
-        raw = redis_server.client()
-        wait_for(lambda: not raw.exists(LOCK_NVDA), what="the dead worker's lock to expire")
-        time.sleep(max(0.0, sent + VISIBILITY_TIMEOUT + 1 - time.monotonic()))
-        workers.append(start_worker(app, "b", second_log))
+    # The provider answers promptly again. The dead worker's single-flight lock on the
+    # ticker it was fetching expires by itself (30 s), and the broker's visibility timeout
+    # passes; then a new worker starts.
+    fake_av.route(DAILY, SLOW, fake_av.default_daily(SLOW))
+    raw = redis_server.client()
+    wait_for(lambda: not raw.exists(LOCK_NVDA), what="the dead worker's lock to expire")
+    time.sleep(max(0.0, sent + VISIBILITY_TIMEOUT + 1 - time.monotonic()))
+    celery_worker(app, "worker-b", code=worker)
 
-        done = re.compile(r"Task marketdata\.refresh_prices\[[^\]]+\] succeeded in [^:]+: '(.*)'")
-        wait_for(lambda: done.search(second_log.read_text(errors="replace")), what="the refresh")
-    finally:
-        for worker in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=60)
+    done = re.compile(r"Task marketdata\.refresh_prices\[[^\]]+\] succeeded in [^:]+: '(.*)'")
+    wait_for(lambda: done.search(second_log.read_text(errors="replace")), what="the refresh")
 
     summary = done.search(second_log.read_text(errors="replace")).group(1)
     assert "refreshed=3 skipped_fresh=2 failed=0 deferred=0" in summary, summary
