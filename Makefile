@@ -20,14 +20,17 @@ install: $(STAMP)
 setup: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(PY) manage.py import_prices --from-file data/prices/*.csv
+	$(PY) manage.py load_demo_prices
+
+# The web server's port (`PORT=8001 make run`); honcho hands it to the Procfile's web process.
+PORT ?= 8000
+export PORT
 
 # Web (gunicorn), Celery worker and beat together; Ctrl-C stops all three.
 run: setup
 	@echo
-	@echo "  PaperTrade is starting at http://127.0.0.1:8000"
-	@echo "  Log in: open http://127.0.0.1:8000/accounts/signup/ and create an account (any name and"
-	@echo "  password), or make an admin with: $(PY) manage.py createsuperuser"
+	@echo "  PaperTrade is starting. Next: open http://127.0.0.1:$(PORT)/ in a browser and sign up"
+	@echo "  (any name and password), or make an admin with: $(PY) manage.py createsuperuser"
 	@echo "  Stop everything with Ctrl-C."
 	@echo
 	$(VENV)/bin/honcho start -f Procfile

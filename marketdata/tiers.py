@@ -59,9 +59,14 @@ AWAIT_POLL_SECONDS = 0.05  # how often a waiting request looks for the backgroun
 class TieredMarketData:
     """The port over the cache, the stored history and, if given, an upstream part."""
 
-    def __init__(self, *, upstream: Upstream | None = None, clock=timezone.now) -> None:
+    def __init__(
+        self, *, upstream: Upstream | None = None, clock=timezone.now, live: bool | None = None
+    ) -> None:
         self.upstream = upstream
         self.clock = clock
+        # Whether a newer close could come, so that a missing one makes a price stale: with an
+        # upstream, yes; offline the stored closes are the demo (one banner says what they are).
+        self.live = upstream is not None if live is None else live
 
     # --- staleness ------------------------------------------------------------------------
     def due_session(self, at: datetime | None = None) -> date:
@@ -71,9 +76,10 @@ class TieredMarketData:
         now = self.clock()
         return session_date(latest_due_close(min(at, now) if at else now, grace))
 
-    @staticmethod
-    def judged(point: PricePoint, due_session: date) -> PricePoint:
-        stale = session_date(point.as_of) < due_session
+    def judged(self, point: PricePoint, due_session: date) -> PricePoint:
+        """``point`` marked stale when a newer close should exist by now (and, ``live``, could
+        come); offline the stored closes are what the demo is, not prices out of date."""
+        stale = self.live and session_date(point.as_of) < due_session
         return point.replace(is_stale=stale) if stale != point.is_stale else point
 
     # --- current prices -------------------------------------------------------------------

@@ -218,6 +218,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # no "AXES: BEGIN version …" banner at every command
 AXES_USERNAME_CALLABLE = "papertrade.lockout.lockout_username"
 
 # --- Internationalization -------------------------------------------------------------------

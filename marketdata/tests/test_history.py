@@ -31,7 +31,8 @@ def at(text: str) -> datetime:
 
 
 def port_at(moment: str) -> TieredMarketData:
-    return TieredMarketData(clock=lambda: at(moment))
+    """The stored tiers at ``moment``, judging staleness as in live mode."""
+    return TieredMarketData(clock=lambda: at(moment), live=True)
 
 
 def sessions(end: date, count: int) -> list[date]:

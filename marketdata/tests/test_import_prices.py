@@ -33,8 +33,8 @@ from marketdata.wiring import get_market_data
 pytestmark = pytest.mark.django_db
 
 REPO = Path(__file__).resolve().parents[2]
-OUR_IBM = REPO / "data" / "prices" / "IBM.csv"
-OUR_AAPL = REPO / "data" / "prices" / "AAPL.csv"
+OUR_IBM = REPO / "marketdata" / "tests" / "fixtures" / "prices-2023" / "IBM.csv"
+OUR_AAPL = REPO / "marketdata" / "tests" / "fixtures" / "prices-2023" / "AAPL.csv"
 AV_IBM = (
     Path(__file__).resolve().parent / "fixtures" / "time_series_daily_IBM_compact_2026-05-15.csv"
 )

@@ -27,7 +27,8 @@ def at(text: str) -> datetime:
 
 
 def port_at(moment: str) -> TieredMarketData:
-    return TieredMarketData(clock=lambda: at(moment))
+    """The stored tiers at ``moment``, judging staleness as in live mode."""
+    return TieredMarketData(clock=lambda: at(moment), live=True)
 
 
 def test_a_stored_close_is_the_current_price_with_its_provenance(aapl):

@@ -59,9 +59,15 @@ def market_time(value, seconds: bool = False):
     return mark_safe(f'<time datetime="{local.isoformat()}">{shown} {local.tzname()}</time>')  # noqa: S308
 
 
-@register.simple_tag
-def price_cell(point) -> str:
-    """A price with its as-of time, source and stale badge (``point``: a PricePoint)."""
+DEMO_CLOSE = "demo close"
+
+
+@register.simple_tag(takes_context=True)
+def price_cell(context, point) -> str:
+    """A price with its as-of time, source and stale badge (``point``: a PricePoint). In the
+    offline demo (``market_data_live`` False) the source reads "demo close": a stored real
+    close, which the page's banner explains."""
+    label = DEMO_CLOSE if context.get("market_data_live") is False else point.source_label
     stale = (
         format_html(
             '<span class="badge stale" title="{}">stale</span>',
@@ -84,7 +90,7 @@ def price_cell(point) -> str:
         price(point.price),
         point.source_label,
         market_time(point.as_of),
-        point.source_label,
+        label,
         stale,
         fetching,
     )

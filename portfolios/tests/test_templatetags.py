@@ -62,7 +62,7 @@ def test_the_price_cell_shows_price_time_source_and_escapes_it():
         is_stale=True,
     )
     with timezone.override("America/New_York"):
-        html = str(price_cell(point))
+        html = str(price_cell({"market_data_live": True}, point))
 
     assert '<span class="price">$186.40</span>' in html
     assert ">2023-11-10 16:00 EST</time>" in html
@@ -71,8 +71,19 @@ def test_the_price_cell_shows_price_time_source_and_escapes_it():
     fresh = PricePoint(
         ticker="AAPL", price=Decimal("1.2345"), as_of=point.as_of, source=Source.IMPORT
     )
-    html = str(price_cell(fresh))
+    html = str(price_cell({"market_data_live": True}, fresh))
     assert "$1.2345" in html and "stale" not in html and Source.LABELS[Source.IMPORT] in html
+
+
+def test_the_offline_demo_labels_a_price_a_demo_close():
+    point = PricePoint(
+        ticker="AAPL",
+        price=Decimal("278.2800"),
+        as_of=datetime(2025, 12, 12, 21, 0, tzinfo=UTC),
+        source=Source.IMPORT,
+    )
+    html = str(price_cell({"market_data_live": False}, point))
+    assert "· demo close</small>" in html and Source.LABELS[Source.IMPORT] + "<" not in html
 
 
 def test_a_holding_row_shows_each_cell_with_its_sign(db):

@@ -61,7 +61,10 @@ def test_the_dashboard_shows_each_portfolio_at_market_value(auth_client, portfol
 
 def test_every_page_says_the_prices_are_demo_data(auth_client, aapl):
     body = auth_client.get("/").content.decode()
-    assert "Demo data, as of Fri 10 Nov 2023 close" in body
+    banner = body.split('id="demo-banner"')[1].split("</p>")[0]
+    assert "Demo data: every price is a real daily close (the latest: Fri 10 Nov 2023)" in banner
+    assert "Data: Alpha Vantage, as of 2023-11-10" in banner
+    assert body.count("Demo data") == 1  # one banner, no badge or warning besides
 
 
 # --- the portfolio page -----------------------------------------------------------------------
@@ -70,8 +73,9 @@ def test_the_portfolio_page_shows_holdings_with_as_of_and_source(auth_client, po
     body = auth_client.get(_url(portfolio)).content.decode()
     assert 'data-ticker="AAPL"' in body
     assert "2023-11-10 16:00 EST" in body  # the close, in New York time
-    assert "Imported" in body
-    assert "stale" in body
+    # Offline the stored close is the demo's price, not a stale one: one banner says so.
+    assert "· demo close</small>" in body
+    assert "stale" not in body
     # Bought at the latest close: no gain today yet (see test_day_change.py), not the
     # 10 × (186.40 − 182.41) = $39.90 the stock moved since the close before.
     assert '<td class="num ">$0.00 (+0.00%)</td>' in body

@@ -330,6 +330,10 @@ def write_config(path: Path, **values) -> Path:
     return path
 
 
+# The 2023 IBM bars the fault tests trade against (a test fixture, not the demo set).
+IBM_PRICES = "marketdata/tests/fixtures/prices-2023/IBM.csv"
+
+
 SETUP = """
 from decimal import Decimal
 from django.contrib.auth import get_user_model
@@ -337,7 +341,7 @@ from django.core.management import call_command
 from portfolios.services import portfolio_create
 
 call_command("migrate", verbosity=0)
-call_command("import_prices", "--from-file", "data/prices/IBM.csv", verbosity=0)
+call_command("import_prices", "--from-file", {ibm!r}, verbosity=0)
 user = get_user_model().objects.create_user(username="alice", password={password!r})
 p = portfolio_create(owner=user, name="Main", opening_deposit=Decimal("10000.00"))
 print("PORTFOLIO", p.pk)
@@ -397,7 +401,7 @@ class App:
 
     def setup(self) -> int:
         """Migrate, load IBM's stored prices, create alice and her portfolio; its id."""
-        out = self.python(SETUP.format(password=PASSWORD))
+        out = self.python(SETUP.format(password=PASSWORD, ibm=IBM_PRICES))
         return int(re.search(r"PORTFOLIO (\d+)", out).group(1))
 
     def serve(self) -> App:
