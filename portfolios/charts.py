@@ -1,9 +1,10 @@
-"""Plotly figures rendered to HTML on the server; plotly.js itself comes from our static files.
+"""Plotly figures for the pages; plotly.js itself comes from our static files.
 
-Each function returns an HTML fragment: a div and an inline script calling ``Plotly.newPlot``,
-so the page (or an htmx swap of the fragment, which runs inline scripts) draws it at once.
-Figures are plain dicts written without plotly.py's validation: a twenty-year series renders in
-milliseconds instead of a tenth of a second. Prices go out as their decimal strings, never floats.
+Each function returns an HTML fragment: an empty chart ``<div data-chart="ID">`` and the figure
+as JSON in ``<script type="application/json" id="ID">``. ``static/charts.js`` draws it with
+``Plotly.react`` once the page has loaded or an htmx swap has settled, never during the swap
+(why: see that file). Figures are plain dicts written without plotly.py's validation; prices go
+out as their decimal strings, never floats. Colours come from the page's scheme in the browser.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from calendar import monthrange
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-import plotly.io as pio
+from django.utils.html import format_html, json_script
 
 from marketdata.port import PricePoint
 
@@ -44,14 +45,15 @@ def _months_before(day: date, months: int) -> date:
 
 
 # --- figures -------------------------------------------------------------------------------
-def _html(figure: dict, div_id: str, *, responsive: bool = True) -> str:
-    return pio.to_html(
-        figure,
-        full_html=False,
-        include_plotlyjs=False,
-        validate=False,
-        div_id=div_id,
-        config={"displaylogo": False, "responsive": responsive},
+def _html(figure: dict, div_id: str, label: str) -> str:
+    figure = {**figure, "config": {"displaylogo": False, "responsive": True}}
+    source = f"{div_id}-figure"
+    return format_html(
+        '<div class="chart" id="{}" data-chart="{}" role="img" aria-label="{}"></div>{}',
+        div_id,
+        source,
+        label,
+        json_script(figure, source),
     )
 
 
@@ -63,18 +65,23 @@ def price_chart(ticker: str, history: Sequence[PricePoint]) -> str:
         "name": ticker,
         "x": [p.session_date.isoformat() for p in history],
         "y": [str(p.price) for p in history],
-        "line": {"width": 1.5, "color": "#1f6feb"},
-        "hovertemplate": "%{x}<br>$%{y}<extra></extra>",
+        "line": {"width": 1.5},
+        # %{y} carries the axis's "$" prefix already.
+        "hovertemplate": "%{x|%a %b %-d, %Y}<br>%{y}<extra></extra>",
     }
     layout = {
         "margin": {"l": 60, "r": 20, "t": 10, "b": 40},
         "height": 360,
-        "yaxis": {"title": {"text": "Close (USD, as traded)"}, "tickprefix": "$"},
+        "yaxis": {
+            "title": {"text": "Close (USD, as traded)"},
+            "tickprefix": "$",
+            "hoverformat": ",.2f",
+        },
         "xaxis": {"type": "date"},
-        "plot_bgcolor": "#ffffff",
-        "paper_bgcolor": "#ffffff",
     }
-    return _html({"data": [trace], "layout": layout}, f"chart-{ticker}")
+    return _html(
+        {"data": [trace], "layout": layout}, f"chart-{ticker}", f"Daily closes of {ticker}"
+    )
 
 
 def allocation_chart(summary) -> str:
@@ -101,8 +108,5 @@ def allocation_chart(summary) -> str:
         "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
         "height": 280,
         "showlegend": len(labels) <= 12,
-        "paper_bgcolor": "#ffffff",
     }
-    # Not "responsive": this chart is redrawn on every poll of the live section, and a
-    # responsive plot leaves a window resize listener behind each time it is swapped out.
-    return _html({"data": [trace], "layout": layout}, "allocation-chart", responsive=False)
+    return _html({"data": [trace], "layout": layout}, "allocation-chart", "Allocation by value")

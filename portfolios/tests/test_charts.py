@@ -32,11 +32,22 @@ def series(db):
     return store_series("CHRT", LAST_DAY, [f"{50 + i / 10:.4f}" for i in range(600)])
 
 
+def figure(body: str, div_id: str) -> dict:
+    """The figure the page hands charts.js for the chart ``div_id``."""
+    div = re.search(rf'<div class="chart" id="{re.escape(div_id)}" data-chart="([^"]+)"', body)
+    assert div, f"no chart {div_id!r} in the page"
+    source = re.search(
+        rf'<script id="{re.escape(div.group(1))}" type="application/json">(.*?)</script>',
+        body,
+        re.S,
+    )
+    assert source, f"chart {div_id!r} has no figure"
+    return json.loads(source.group(1))
+
+
 def plotted(body: str, div_id: str) -> dict:
-    """The first trace Plotly is asked to draw in ``div_id``."""
-    match = re.search(rf'Plotly\.newPlot\(\s*"{re.escape(div_id)}",\s*(\[.*?\]),\s*\{{', body, re.S)
-    assert match, f"no Plotly chart {div_id!r} in the page"
-    return json.loads(match.group(1))[0]
+    """The first trace the chart ``div_id`` draws."""
+    return figure(body, div_id)["data"][0]
 
 
 def current_range(body: str) -> list[str]:
@@ -164,3 +175,11 @@ def test_the_allocation_chart_costs_no_query(auth_client, portfolio, django_asse
     body = response.content.decode()
     assert body.count("data-ticker=") == 50
     assert plotted(body, "allocation-chart")["labels"] == [*sorted(tickers), "Cash"]
+
+
+def test_a_figure_cannot_close_its_script_tag(auth_client, db):
+    store_bars("EVIL", [(date(2023, 11, 10), "11.0000")])
+    body = auth_client.get("/stocks/EVIL/").content.decode()
+    source = body.split('<script id="chart-EVIL-figure" type="application/json">')[1]
+    assert "</script>" in source and "<" not in source.split("</script>")[0]
+    assert "Plotly.newPlot" not in body  # drawn by charts.js after htmx settles, not inline

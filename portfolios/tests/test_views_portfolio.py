@@ -267,7 +267,7 @@ def test_the_stock_page_charts_history_from_our_own_plotly(auth_client, aapl):
     body = auth_client.get("/stocks/AAPL/").content.decode()
     assert "/static/vendor/plotly.min.js" in body
     assert "cdn" not in body.lower()
-    assert "Plotly.newPlot" in body
+    assert "/static/charts.js" in body and 'data-chart="chart-AAPL-figure"' in body
     assert "not adjusted for splits" in body
     assert "$186.40" in body
 
