@@ -55,6 +55,16 @@ class TickerNotFound(MarketDataError):
         super().__init__(message or f"No prices are known for {ticker}.")
 
 
+class NoStoredPrices(TickerNotFound):
+    """Nothing is stored for ``ticker``, and it may well be a ticker: no provider said it is
+    not. ``can_fetch`` says whether a provider is configured that could fetch its prices."""
+
+    def __init__(self, ticker: str, *, can_fetch: bool) -> None:
+        self.can_fetch = can_fetch
+        how = "" if can_fetch else " Setting an Alpha Vantage API key would fetch them."
+        super().__init__(ticker, f"No stored prices for {ticker}.{how}")
+
+
 class MarketDataUnavailable(MarketDataError):
     """The price cannot be had right now (provider down, garbage answer); try again later."""
 
@@ -184,6 +194,7 @@ class SymbolMatch:
     name: str
     region: str = "United States"
     currency: str = "USD"
+    has_prices: bool = False  # some daily bar of it is stored: its page and orders work offline
 
 
 # --- the port -----------------------------------------------------------------------------------
@@ -210,6 +221,9 @@ class MarketDataPort(Protocol):
 
     def search_symbols(self, query: str) -> list[SymbolMatch]:
         """Tickers matching ``query`` (prefix of ticker or name), best first."""
+
+    def company_names(self, tickers: Iterable[str]) -> dict[str, str]:
+        """The company name of each ticker whose name is known without asking anyone."""
 
 
 def get_price_port() -> MarketDataPort:

@@ -24,9 +24,12 @@ def bundled_symbols() -> dict[str, str]:
         return {row["symbol"]: row["name"] for row in csv.DictReader(fh)}
 
 
-def search_local(query: str, limit: int = LIMIT) -> list[SymbolMatch]:
+def search_local(
+    query: str, limit: int = LIMIT, *, priced_first: bool = False
+) -> list[SymbolMatch]:
     """Tickers and company names matching ``query``: exact ticker first, then ticker prefixes,
-    then names with a word starting with the query."""
+    then names with a word starting with the query; each marked with whether prices of it are
+    stored. ``priced_first`` (the offline demo) puts those with prices before the rest."""
     text = clean_query(query)
     if not text:
         return []
@@ -36,15 +39,27 @@ def search_local(query: str, limit: int = LIMIT) -> list[SymbolMatch]:
     for ticker in stored.distinct()[:limit]:
         names.setdefault(ticker, ticker)
 
-    def rank(item: tuple[str, str]) -> tuple[int, str] | None:
+    def rank(item: tuple[str, str]) -> int | None:
         ticker, name = item
         if ticker == upper:
-            return (0, ticker)
+            return 0
         if ticker.startswith(upper):
-            return (1, ticker)
+            return 1
         if any(word.startswith(lower) for word in name.lower().split()):
-            return (2, ticker)
+            return 2
         return None
 
     ranked = sorted((r, t, n) for t, n in names.items() if (r := rank((t, n))) is not None)
-    return [SymbolMatch(ticker=t, name=n) for _, t, n in ranked[:limit]]
+    candidates = ranked[: limit * 3] if priced_first else ranked[:limit]
+    priced = _with_prices([t for _, t, _ in candidates])
+    if priced_first:
+        candidates.sort(key=lambda item: (item[1] not in priced, item[0], item[1]))
+    return [SymbolMatch(ticker=t, name=n, has_prices=t in priced) for _, t, n in candidates[:limit]]
+
+
+def _with_prices(tickers: list[str]) -> set[str]:
+    """Which of ``tickers`` have a stored bar: one query, an index probe per ticker."""
+    if not tickers:
+        return set()
+    found = PriceHistory.objects.filter(ticker__in=tickers).values_list("ticker", flat=True)
+    return set(found.distinct())

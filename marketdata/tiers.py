@@ -39,6 +39,7 @@ from marketdata.models import PriceHistory
 from marketdata.port import (
     MarketDataError,
     MarketDataUnavailable,
+    NoStoredPrices,
     PriceFetching,
     PricePoint,
     SymbolMatch,
@@ -46,7 +47,7 @@ from marketdata.port import (
     session_date,
 )
 from marketdata.quota import Priority
-from marketdata.symbols import search_local
+from marketdata.symbols import bundled_symbols, search_local
 from marketdata.trading_calendar import latest_due_close, nyse
 from marketdata.upstream import Upstream, failed_key, pending_key
 
@@ -204,6 +205,9 @@ class TieredMarketData:
             price_cache.remember(stored)
         return stored, fresh
 
+    def _nothing_stored(self, ticker: str) -> NoStoredPrices:
+        return NoStoredPrices(ticker, can_fetch=self.upstream is not None)
+
     @staticmethod
     def _raise_or_return(result: PricePoint | MarketDataError) -> PricePoint:
         if isinstance(result, MarketDataError):
@@ -252,7 +256,7 @@ class TieredMarketData:
             elif states and cached.get(failed_key(t)):
                 answers[t] = MarketDataUnavailable(cached[failed_key(t)])
             else:
-                answers[t] = TickerNotFound(t)
+                answers[t] = self._nothing_stored(t)
         return answers
 
     # --- history --------------------------------------------------------------------------
@@ -278,7 +282,7 @@ class TieredMarketData:
                 .first()
             )
             if first is None:
-                raise TickerNotFound(ticker)
+                raise self._nothing_stored(ticker)
             raise MarketDataUnavailable(
                 f"No price for {ticker} is stored at or before {when:%Y-%m-%d %H:%M} UTC: its "
                 f"first stored bar is {session_date(first):%Y-%m-%d}."
@@ -299,7 +303,7 @@ class TieredMarketData:
         points = self._stored_history(ticker, start, end)
         if self.upstream is None:
             if points is None:
-                raise TickerNotFound(ticker)
+                raise self._nothing_stored(ticker)
             return points
         if points is not None:
             due = self._latest_due_session_within(start, end)
@@ -353,10 +357,14 @@ class TieredMarketData:
         return session if session >= start else None
 
     # --- search ---------------------------------------------------------------------------
+    def company_names(self, tickers: Iterable[str]) -> dict[str, str]:
+        names = bundled_symbols()
+        return {t: names[t] for t in tickers if t in names}
+
     def search_symbols(self, query: str) -> list[SymbolMatch]:
         """Known symbols first; the provider is asked (once per query, cached) only when
         nothing local matches, so typing costs no quota."""
-        local = search_local(query)
+        local = search_local(query, priced_first=self.upstream is None)
         if self.upstream is None or local or len(query.strip()) < 2:
             return local
         seen = {m.ticker for m in local}

@@ -24,3 +24,5 @@ urlpatterns = [
     path("", include("portfolios.urls")),
     path("", include("marketdata.urls")),
 ]
+
+handler404 = "papertrade.views.page_not_found"

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseNotFound, JsonResponse
+from django.template import loader
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -58,3 +59,20 @@ def healthz(request: HttpRequest) -> JsonResponse:
     if settings.DEBUG:
         body["debug"] = True
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+# What ``get_object_or_404`` says: it names a model, and the page must not tell "not yours"
+# from "not there".
+_ORM_NOT_FOUND = " matches the given query."
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None):
+    """The 404 page, with the specific reason it was raised with (``Http404("No stored prices
+    for BAC.")``), or the general one when none was given."""
+    reason = ""
+    if exception is not None and exception.args and isinstance(exception.args[0], str):
+        reason = exception.args[0]
+        if reason.endswith(_ORM_NOT_FOUND):
+            reason = ""
+    body = loader.render_to_string("404.html", {"reason": reason}, request)
+    return HttpResponseNotFound(body)

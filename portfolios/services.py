@@ -19,6 +19,7 @@ from marketdata.port import InvalidTicker as _BadTicker
 from marketdata.port import (
     MarketDataPort,
     MarketDataUnavailable,
+    NoStoredPrices,
     PriceFetching,
     PricePoint,
     TickerNotFound,
@@ -197,21 +198,33 @@ class Quote:
     total: Decimal
 
 
+def _no_price_available(ticker: str, exc: NoStoredPrices) -> str:
+    if exc.can_fetch:
+        return f"No price is available for {ticker} right now; try again in a moment."
+    return (
+        f"No price is available for {ticker} right now: none is stored, and without an API "
+        "key none can be fetched."
+    )
+
+
 def _fill_price(ticker: str, prices: MarketDataPort | None, stored_only: bool) -> PricePoint:
     port = prices or get_price_port()
     try:
         if stored_only:
             # A preview as the person types must not spend quota: stored prices only.
             point = port.get_current_prices([ticker])[ticker]
-            if isinstance(point, TickerNotFound):
+            if isinstance(point, NoStoredPrices) and point.can_fetch:
                 raise PriceUnavailable(
-                    f"No price is stored for {ticker} yet; placing the order fetches one if it can."
+                    f"No price is stored for {ticker} yet; placing the order fetches one."
                 )
             if not isinstance(point, PricePoint):
                 raise point
             return point
         point = port.get_current_price(ticker)
-    except TickerNotFound:
+    except NoStoredPrices as exc:
+        # Nothing stored and nothing to fetch it with: that says nothing about the ticker.
+        raise PriceUnavailable(_no_price_available(ticker, exc)) from None
+    except TickerNotFound:  # the provider said it has no such ticker
         raise InvalidTicker(f"{ticker} is not a ticker we know.") from None
     except PriceFetching:
         then = "it shows here in a moment" if stored_only else "place the order again in a moment"

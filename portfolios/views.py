@@ -16,6 +16,7 @@ from django.views.decorators.vary import vary_on_headers
 from marketdata.port import (
     InvalidTicker,
     MarketDataError,
+    NoStoredPrices,
     PriceFetching,
     PricePoint,
     TickerNotFound,
@@ -347,18 +348,23 @@ def stock_search(request: HttpRequest) -> HttpResponse:
 def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     try:
         symbol = normalize_ticker(ticker)
-    except InvalidTicker:
-        raise Http404("No such ticker.") from None
+    except InvalidTicker as exc:
+        raise Http404(f"That is not a ticker: {exc}") from None
     if symbol != ticker:
         return redirect("stock_detail", ticker=symbol)
     port = get_price_port()
-    fetching = False
+    fetching, status = False, 200
     try:
         # No wait: the page answers from what is stored and picks a fetched price up by
         # polling (stock_price_status), so no web thread waits on the provider.
         point = port.get_current_price(symbol, wait=0)
+    except NoStoredPrices as exc:
+        # Perhaps a ticker, only nothing stored and nothing to fetch with: say so, by name.
+        point, error, status = None, str(exc), 404
     except TickerNotFound:
-        raise Http404(f"No prices are known for {symbol}.") from None
+        raise Http404(
+            f"No prices are known for {symbol}: the provider has no such ticker."
+        ) from None
     except PriceFetching as exc:
         point, error, fetching = None, str(exc), True
     except MarketDataError as exc:
@@ -399,7 +405,7 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     template = "portfolios/stock_detail.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#chart"  # a range button: the chart alone
-    return render(request, template, context)
+    return render(request, template, context, status=status)
 
 
 @require_GET

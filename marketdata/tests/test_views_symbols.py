@@ -1,11 +1,36 @@
+import re
+from datetime import date
+
 import pytest
+
+from marketdata.tests.factories import store_bars
 
 pytestmark = pytest.mark.django_db
 
 
-def test_suggestions_come_as_datalist_options(auth_client):
+def test_suggestions_come_as_datalist_options_marked_when_no_price_is_stored(auth_client):
     body = auth_client.get("/symbols/suggest/", {"q": "app"}).content.decode()
-    assert '<option value="AAPL">AAPL — Apple Inc.</option>' in body
+    assert '<option value="AAPL">AAPL — Apple Inc. · no stored prices</option>' in body
+
+
+def test_offline_the_tickers_with_prices_come_first_and_unmarked(auth_client, db):
+    store_bars("MSFT", [(date(2025, 12, 12), "478.5300")])
+    body = auth_client.get("/symbols/suggest/", {"q": "m"}).content.decode()
+    options = re.findall(r'<option value="([^"]+)">([^<]*)</option>', body)
+    assert options[0] == ("MSFT", "MSFT — Microsoft Corporation")
+    assert len(options) > 1 and all(
+        label.endswith("· no stored prices") for _, label in options[1:]
+    )
+
+
+def test_the_search_page_says_which_matches_have_prices(auth_client, db):
+    store_bars("BRK.B", [(date(2025, 12, 12), "499.5200")])
+    body = auth_client.get("/stocks/", {"q": "b"}).content.decode()
+    assert re.search(r'BRK\.B</a> — [^<]+ <span class="badge priced">prices stored</span>', body)
+    # BAC: a listed company, nothing stored, and offline nothing to fetch it with.
+    assert re.search(
+        r"BAC</a> — [^<]+ <span class=\"badge missing\">no stored prices \(needs an API key\)", body
+    )
 
 
 def test_the_trade_form_field_name_works_too(auth_client):

@@ -324,13 +324,17 @@ def test_it_refuses_a_ticker_that_becomes_ascii_only_once_upper_cased(portfolio,
     assert ledger_snapshot(portfolio) == before
 
 
-def test_it_refuses_a_well_formed_ticker_nobody_has_prices_for(portfolio, aapl):
+def test_it_refuses_a_ticker_without_prices_offline_without_calling_it_unknown(portfolio, aapl):
     before = ledger_snapshot(portfolio)
 
-    with pytest.raises(InvalidTicker) as caught:
-        portfolio_buy(portfolio=portfolio, ticker="zzzz", quantity=Decimal("1"))
+    with pytest.raises(PriceUnavailable) as caught:
+        portfolio_buy(portfolio=portfolio, ticker="bac", quantity=Decimal("1"))
 
-    assert caught.value.message == "ZZZZ is not a ticker we know."
+    # Offline nobody can say BAC is no ticker: only that no price of it is to be had.
+    assert caught.value.message == (
+        "No price is available for BAC right now: none is stored, and without an API key none "
+        "can be fetched."
+    )
     assert ledger_snapshot(portfolio) == before
 
 

@@ -133,12 +133,14 @@ def test_a_price_sent_by_the_browser_is_ignored(auth_client, portfolio, aapl):
     assert portfolio.transactions.trades().get().price == Decimal("186.4000")
 
 
-def test_an_unknown_ticker_is_refused(auth_client, portfolio, aapl):
+def test_a_ticker_without_prices_is_refused_by_name(auth_client, portfolio, aapl):
     response = auth_client.post(
-        _url(portfolio, "trade/"), {"side": "BUY", "ticker": "ZZZZ", "quantity": "1"}
+        _url(portfolio, "trade/"), {"side": "BUY", "ticker": "BAC", "quantity": "1"}
     )
     assert response.status_code == 422
-    assert "ZZZZ is not a ticker we know." in response.content.decode()
+    body = response.content.decode()
+    assert "No price is available for BAC right now" in body
+    assert "not a ticker we know" not in body
     assert not portfolio.transactions.trades().exists()
 
 
@@ -280,3 +282,24 @@ def test_the_stock_page_of_an_unknown_ticker_is_404(auth_client, aapl):
 def test_the_header_search_opens_the_stock_page(auth_client, aapl):
     response = auth_client.get("/stocks/", {"q": " aapl "})
     assert response["Location"] == "/stocks/AAPL/"
+
+
+def test_a_stock_without_stored_prices_says_so_by_name_offline(auth_client, aapl):
+    response = auth_client.get("/stocks/BAC/")
+    assert response.status_code == 404
+    body = response.content.decode()
+    assert "No stored prices for BAC. Setting an Alpha Vantage API key would fetch them." in body
+    assert "nothing here, or it is not yours" not in body
+    assert "Buy BAC" in body  # still a stock page, with its header and links
+
+
+def test_the_404_page_gives_the_reason_it_was_raised_with(auth_client, other_user):
+    body = auth_client.get("/stocks/A%3BB/").content.decode()
+    assert 'id="not-found-reason">' in body and "not a ticker" in body.lower()
+    # Somebody else's portfolio: the general words, never "it exists but is not yours".
+    from portfolios.services import portfolio_create
+
+    theirs = portfolio_create(owner=other_user, name="Theirs")
+    response = auth_client.get(f"/portfolios/{theirs.pk}/")
+    assert response.status_code == 404
+    assert "There is nothing here, or it is not yours to see." in response.content.decode()
