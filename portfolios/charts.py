@@ -45,11 +45,12 @@ def _months_before(day: date, months: int) -> date:
 
 
 # --- figures -------------------------------------------------------------------------------
-def _html(figure: dict, div_id: str, label: str) -> str:
+def _html(figure: dict, div_id: str, label: str, kind: str) -> str:
     figure = {**figure, "config": {"displaylogo": False, "responsive": True}}
     source = f"{div_id}-figure"
     return format_html(
-        '<div class="chart" id="{}" data-chart="{}" role="img" aria-label="{}"></div>{}',
+        '<div class="chart {}" id="{}" data-chart="{}" role="img" aria-label="{}"></div>{}',
+        kind,
         div_id,
         source,
         label,
@@ -79,9 +80,8 @@ def price_chart(ticker: str, history: Sequence[PricePoint]) -> str:
         },
         "xaxis": {"type": "date"},
     }
-    return _html(
-        {"data": [trace], "layout": layout}, f"chart-{ticker}", f"Daily closes of {ticker}"
-    )
+    figure = {"data": [trace], "layout": layout}
+    return _html(figure, f"chart-{ticker}", f"Daily closes of {ticker}", "price")
 
 
 def allocation_chart(summary) -> str:
@@ -109,4 +109,6 @@ def allocation_chart(summary) -> str:
         "height": 280,
         "showlegend": len(labels) <= 12,
     }
-    return _html({"data": [trace], "layout": layout}, "allocation-chart", "Allocation by value")
+    return _html(
+        {"data": [trace], "layout": layout}, "allocation-chart", "Allocation by value", "allocation"
+    )

@@ -34,7 +34,7 @@ def series(db):
 
 def figure(body: str, div_id: str) -> dict:
     """The figure the page hands charts.js for the chart ``div_id``."""
-    div = re.search(rf'<div class="chart" id="{re.escape(div_id)}" data-chart="([^"]+)"', body)
+    div = re.search(rf'<div class="chart \w+" id="{re.escape(div_id)}" data-chart="([^"]+)"', body)
     assert div, f"no chart {div_id!r} in the page"
     source = re.search(
         rf'<script id="{re.escape(div.group(1))}" type="application/json">(.*?)</script>',

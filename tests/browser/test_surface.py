@@ -147,3 +147,47 @@ def test_every_demo_stock_page_draws_a_chart_and_no_price_is_stale(
         expect(page.locator(".quote .as-of")).to_contain_text("2025-12-12")
         assert_nothing_stale(page)
     assert browser_problems == []
+
+
+def test_a_failing_order_says_so_on_the_page_and_keeps_the_form(
+    live_server, page, demo, user, password, monkeypatch, browser_problems
+):
+    expect.set_options(timeout=10_000)
+    url = live_server.url
+    portfolio = portfolio_create(owner=user, name="Main", opening_deposit=Decimal("10000.00"))
+    log_in(page, url, user.username, password)
+    page.goto(url + portfolio.get_absolute_url())
+
+    def broken(**kwargs):
+        raise RuntimeError("the ledger is on fire")
+
+    # The server itself answers 500: the view's write fails (the live server runs in-process).
+    monkeypatch.setattr("portfolios.services.portfolio_buy", broken)
+    page.locator("#id_ticker").fill("AAPL")
+    page.locator("#id_quantity").fill("2")
+    page.get_by_role("button", name="Place order").click()
+    alert = page.locator("#messages [role=alert]")
+    expect(alert).to_contain_text("could not complete the request (error 500)")
+    expect(alert).to_contain_text("What you entered is still there")
+    expect(page.locator("#id_ticker")).to_have_value("AAPL")
+    expect(page.locator("#id_quantity")).to_have_value("2")
+    expect(page.get_by_role("button", name="Place order")).to_be_enabled()
+    assert browser_problems == [f"500 from POST {url}/portfolios/{portfolio.pk}/trade/"]
+    browser_problems.clear()
+
+    # No answer at all (the connection drops): said too, and the same message is replaced.
+    monkeypatch.undo()
+    page.route("**/trade/", lambda route: route.abort("connectionreset"))
+    page.get_by_role("button", name="Place order").click()
+    expect(alert).to_have_text(re.compile("could not be reached"))
+    expect(alert).to_have_count(1)
+    page.unroute("**/trade/")
+
+    # While in flight the button is disabled; once it lands the message goes.
+    page.route("**/trade/", lambda route: (page.wait_for_timeout(600), route.continue_()))
+    page.get_by_role("button", name="Place order").click()
+    expect(page.get_by_role("button", name="Place order")).to_be_disabled()
+    expect(page.locator("#receipt")).to_contain_text("Bought 2 AAPL")
+    expect(alert).to_have_count(0)
+    assert Transaction.objects.filter(portfolio=portfolio, kind="BUY").count() == 1
+    assert browser_problems == []
