@@ -6,13 +6,18 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from marketdata.port import TICKER_MAX_LENGTH
-from portfolios.money import CASH_PLACES, QUANTITY_PLACES, parse_decimal
+from portfolios.money import (
+    CASH_PLACES,
+    QUANTITY_PLACES,
+    is_negative_number,
+    parse_typed_number,
+)
 from portfolios.services import NAME_MAX_LENGTH
 
 
 class PlainDecimalField(forms.CharField):
-    """A positive decimal typed as digits and one optional point: no signs, exponents,
-    separators, NaN or Infinity, and at most ``places`` decimals."""
+    """A positive decimal typed as digits, commas between thousands and one optional point: no
+    signs, exponents, other separators, NaN or Infinity, and at most ``places`` decimals."""
 
     def __init__(self, *, places: int, noun: str, example: str, **kwargs) -> None:
         self.places = places
@@ -42,11 +47,15 @@ class PlainDecimalField(forms.CharField):
             raise forms.ValidationError(
                 f"The {self.noun} is too long to be a number we accept.", code="max_length"
             )
-        number = parse_decimal(text)
+        if is_negative_number(text):
+            raise forms.ValidationError(
+                f"The {self.noun} must be greater than zero.", code="min_value"
+            )
+        number = parse_typed_number(text)
         if number is None:
             raise forms.ValidationError(
-                f"Enter the {self.noun} as a plain number like {self.example}: digits and at "
-                "most one decimal point, no commas, signs or exponents.",
+                f"Enter the {self.noun} as a plain number like {self.example}: digits, commas "
+                "only between thousands, at most one decimal point, no signs or exponents.",
                 code="invalid",
             )
         exponent = number.as_tuple().exponent
@@ -62,11 +71,14 @@ class PlainDecimalField(forms.CharField):
 
 
 def amount_field(**kwargs) -> PlainDecimalField:
-    return PlainDecimalField(places=CASH_PLACES, noun="amount", example="1000.00", **kwargs)
+    return PlainDecimalField(places=CASH_PLACES, noun="amount", example="1,000.00", **kwargs)
 
 
 def quantity_field(**kwargs) -> PlainDecimalField:
     return PlainDecimalField(places=QUANTITY_PLACES, noun="quantity", example="10", **kwargs)
+
+
+OPENING_DEPOSIT = "10000.00"  # a new portfolio's default opening cash: a value, not a hint
 
 
 class SignupForm(UserCreationForm):
@@ -75,7 +87,9 @@ class SignupForm(UserCreationForm):
 
 class PortfolioCreateForm(forms.Form):
     name = forms.CharField(max_length=NAME_MAX_LENGTH, strip=True)
-    opening_deposit = amount_field(required=False, label="Opening deposit (optional)")
+    opening_deposit = amount_field(
+        required=False, label="Opening deposit (optional)", initial=OPENING_DEPOSIT
+    )
 
 
 class PortfolioRenameForm(forms.Form):

@@ -4,6 +4,7 @@ Cash is kept to the cent and rounded half-even ("banker's rounding"); prices and
 quantities to 4 places. Decimals are built from strings, never floats.
 """
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 CASH_PLACES = 2
@@ -52,6 +53,28 @@ def parse_decimal(raw: str) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:
         return None
+
+
+# Commas only between groups of three digits before the point: 10,000 and 1,000.50, never
+# 1,00 or 10,00,000 or 1.000,50 (each of which some reader takes for another number).
+_GROUPED = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
+
+
+def parse_typed_number(raw: str) -> Decimal | None:
+    """What a person types as an amount: a plain decimal, or one with thousands separators
+    ("10,000", "1,000.50"); None for anything else, ambiguous groupings included."""
+    text = raw.strip()
+    if "," in text:
+        if not _GROUPED.fullmatch(text):
+            return None
+        text = text.replace(",", "")
+    return parse_decimal(text)
+
+
+def is_negative_number(raw: str) -> bool:
+    """``raw`` is a number with a minus sign ("-5", "−1,000"): worth its own message."""
+    text = raw.strip()
+    return text[:1] in ("-", "\u2212") and parse_typed_number(text[1:]) is not None
 
 
 def format_money(value: Decimal) -> str:

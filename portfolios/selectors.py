@@ -35,6 +35,7 @@ class HoldingRow:
     day_change: Decimal | None = None
     day_change_pct: Decimal | None = None
     weight_pct: Decimal | None = None
+    company: str = ""
 
 
 @dataclass
@@ -46,6 +47,7 @@ class PortfolioSummary:
     total_gain: Decimal = ZERO
     total_gain_pct: Decimal | None = None
     day_change: Decimal = ZERO
+    day_change_pct: Decimal | None = None
     unrealized_gain: Decimal = ZERO
     any_stale: bool = False
     any_missing: bool = False
@@ -80,6 +82,7 @@ def _row(
         cost_basis=holding.cost_basis,
         average_cost=holding.average_cost,
         price=price if isinstance(price, PricePoint) else None,
+        company=getattr(holding, "company", ""),
     )
     if row.price is None:
         # No price to be had: value the position at cost so totals stay meaningful, and say so.
@@ -124,6 +127,8 @@ def _summarize(
     # Deposits are not gains: the gain is what the portfolio is worth beyond what was put in.
     summary.total_gain = summary.total_value - portfolio.net_contributions
     summary.total_gain_pct = _percent(summary.total_gain, portfolio.net_contributions)
+    # Today's change against what the portfolio was worth before it.
+    summary.day_change_pct = _percent(summary.day_change, summary.total_value - summary.day_change)
     return summary
 
 
@@ -135,7 +140,11 @@ def portfolio_summaries(
     portfolios = list(portfolios)
     holdings = list(Holding.objects.filter(portfolio__in=portfolios).order_by("ticker"))
     port = prices or get_price_port()
-    quotes = port.get_current_prices(sorted({h.ticker for h in holdings}))
+    tickers = sorted({h.ticker for h in holdings})
+    quotes = port.get_current_prices(tickers)
+    names = port.company_names(tickers)  # from a bundled list: no query, no call
+    for h in holdings:
+        h.company = names.get(h.ticker, "")
     today = todays_trades(portfolios, quotes)
     by_portfolio: dict[int, list[Holding]] = {}
     for h in holdings:

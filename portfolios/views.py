@@ -35,6 +35,7 @@ from portfolios.forms import (
     TradeForm,
 )
 from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.money import format_money, parse_typed_number
 from portfolios.selectors import portfolio_summaries, portfolio_summary, transactions_page
 
 INVALID = 422  # a form re-rendered with its errors
@@ -73,8 +74,12 @@ def _dashboard(request: HttpRequest, form: PortfolioCreateForm, status: int = 20
     return render(request, "portfolios/dashboard.html", context, status=status)
 
 
+@login_not_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's portfolios; to anyone else, what the app is and the way in."""
+    if not request.user.is_authenticated:
+        return render(request, "portfolios/landing.html")
     return _dashboard(request, PortfolioCreateForm())
 
 
@@ -151,6 +156,10 @@ def _trade_initial(request: HttpRequest) -> dict:
         initial["side"] = side
     with contextlib.suppress(InvalidTicker):
         initial["ticker"] = normalize_ticker(request.GET.get("ticker", ""))
+    # A holding's "Sell" link fills in the shares owned; anything but a number is ignored.
+    quantity = parse_typed_number(request.GET.get("quantity", "")[:32])
+    if quantity is not None and quantity > 0:
+        initial["quantity"] = f"{quantity.normalize():f}"
     return initial
 
 
@@ -216,12 +225,17 @@ def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _receipt_text(txn: Transaction) -> str:
+    """The receipt of a plain-form order, as the page's message: money as money."""
+    from portfolios.templatetags.money import gain, price, shares
+
     verb = "Bought" if txn.kind == Transaction.Kind.BUY else "Sold"
     as_of = timezone.localtime(txn.price_as_of).strftime("%Y-%m-%d %H:%M %Z")
     stale = " (stale price)" if txn.price_was_stale else ""
+    realized = f"; realized gain {gain(txn.realized_gain)}" if txn.realized_gain is not None else ""
     return (
-        f"{verb} {txn.quantity.normalize():f} {txn.ticker} at ${txn.price:,.4f} "
-        f"(as of {as_of}, {txn.price_source_label}){stale}: total ${txn.total:,.2f}."
+        f"{verb} {shares(txn.quantity)} {txn.ticker} at {price(txn.price)} "
+        f"(as of {as_of}, {txn.price_source_label}){stale}: total {format_money(txn.total)}"
+        f"{realized}."
     )
 
 
@@ -237,15 +251,18 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             ticker = services.validate_ticker(data["ticker"])
             context["ticker"] = ticker
+            context["side"] = data.get("side") or "BUY"
             context["owned"] = (
                 Holding.objects.filter(portfolio=portfolio, ticker=ticker)
                 .values_list("quantity", flat=True)
                 .first()
             )
             if data.get("quantity"):
-                context["quote"] = services.trade_quote(
+                quote = services.trade_quote(
                     ticker=ticker, quantity=data["quantity"], stored_only=True
                 )
+                context["quote"] = quote
+                context.update(_shortfall(portfolio, data.get("side") or "BUY", quote, context))
             else:
                 point = get_price_port().get_current_prices([ticker])[ticker]
                 if isinstance(point, MarketDataError):
@@ -259,6 +276,25 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
             point = shown.price if isinstance(shown, services.Quote) else shown
             context["fetching"] = bool(point and point.pending)
     return render(request, "portfolios/partials/_trade_preview.html", context)
+
+
+def _shortfall(portfolio: Portfolio, side: str, quote: services.Quote, context: dict) -> dict:
+    """What the preview says before the order is placed: the cash after it, and a warning when
+    the cash or the shares fall short (the order itself is checked again when placed)."""
+    owned = context.get("owned") or Decimal("0")
+    if side == "SELL":
+        short = ""
+        if quote.quantity > owned:
+            short = f"You own only {owned.normalize():f} {quote.ticker}: sell at most that."
+        return {"side": side, "cash_after": portfolio.cash + quote.total, "short": short}
+    after = portfolio.cash - quote.total
+    short = ""
+    if after < 0:
+        short = (
+            f"That is {format_money(-after)} more than this portfolio's cash "
+            f"({format_money(portfolio.cash)})."
+        )
+    return {"side": side, "cash_after": after, "short": short}
 
 
 def _cash_action(request: HttpRequest, pk: int, *, prefix: str, write, verb: str) -> HttpResponse:
@@ -385,6 +421,7 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     portfolios = Portfolio.objects.for_user(request.user).only("id", "name")
     context = {
         "ticker": symbol,
+        "company": port.company_names([symbol]).get(symbol, ""),
         "point": point,
         "error": error,
         "chart": charts.price_chart(symbol, history) if history else "",

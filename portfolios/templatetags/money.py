@@ -19,6 +19,23 @@ def money(value) -> str:
 
 
 @register.filter
+def gain(value) -> str:
+    """A gain with its sign, so that it reads without colour: +$12.25, -$55.00, $0.00."""
+    if value is None or value == "":
+        return "—"
+    value = Decimal(value)
+    return f"+{format_money(value)}" if value > 0 else format_money(value)
+
+
+@register.filter
+def count(value) -> str:
+    """A whole number with thousands separators (a volume): 46,022,620."""
+    if value is None or value == "":
+        return "—"
+    return f"{int(value):,}"
+
+
+@register.filter
 def price(value) -> str:
     if value is None or value == "":
         return "—"
@@ -37,6 +54,14 @@ def shares(value) -> str:
     value = Decimal(value)
     text = f"{value:,.4f}".rstrip("0").rstrip(".")
     return text
+
+
+@register.filter
+def plain(value) -> str:
+    """A quantity as a form field takes it back: 10, 2.5 (no separators, no trailing zeros)."""
+    if value is None or value == "":
+        return ""
+    return f"{Decimal(value).normalize():f}"
 
 
 @register.filter

@@ -57,15 +57,16 @@ def snapshot():
 
 # --- the oracle: what §2.7 accepts ----------------------------------------------------------------
 PLAIN = re.compile(r"[0-9]+\.?[0-9]*|\.[0-9]+")
+GROUPED = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")  # 10,000 and 1,000.50
 
 
 def plain_decimal(raw: str, *, places: int, maximum: Decimal) -> Decimal | None:
-    """``raw`` as the forms accept it (ASCII digits, one optional point, positive, few enough
-    places, within range), or None."""
+    """``raw`` as the forms accept it (ASCII digits, commas only between thousands, one
+    optional point, positive, few enough places, within range), or None."""
     text = raw.strip()
-    if len(text) > 32 or not PLAIN.fullmatch(text):
+    if len(text) > 32 or not (PLAIN.fullmatch(text) or GROUPED.fullmatch(text)):
         return None
-    number = Decimal(text)
+    number = Decimal(text.replace(",", ""))
     if number <= 0 or decimal_places(number) > places or number > maximum:
         return None
     return number

@@ -7,7 +7,9 @@ import pytest
 from portfolios.money import (
     decimal_places,
     format_money,
+    is_negative_number,
     parse_decimal,
+    parse_typed_number,
     to_cash,
     to_price,
     to_quantity,
@@ -111,3 +113,32 @@ def test_it_counts_decimal_places_as_written(value, places):
 )
 def test_it_formats_money_in_dollars_with_separators(value, expected):
     assert format_money(Decimal(value)) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("10,000", "10000"),
+        ("1,000.50", "1000.50"),
+        ("999", "999"),
+        ("12,345,678.9", "12345678.9"),
+    ],
+)
+def test_a_typed_number_may_group_thousands(raw, expected):
+    assert parse_typed_number(raw) == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    "raw", ["1,00", "10,00,000", "1.000,50", ",100", "1,000,", "1,,000", "1,000.5,0", "１,000"]
+)
+def test_a_typed_number_refuses_ambiguous_groupings(raw):
+    assert parse_typed_number(raw) is None
+
+
+def test_a_negative_number_is_told_apart_from_nonsense():
+    assert is_negative_number("-5") and is_negative_number(" −1,000.50 ")
+    assert (
+        not is_negative_number("-")
+        and not is_negative_number("--5")
+        and not is_negative_number("5")
+    )

@@ -115,9 +115,11 @@ def test_a_holding_row_shows_each_cell_with_its_sign(db):
     assert '<span class="price">$90.00</span>' in html
     assert '<td class="num market-value">$945.00</td>' in html
     assert '<td class="num neg">-$55.00 (-5.50%)</td>' in html
-    assert '<td class="num pos">$12.25</td>' in html
+    assert '<td class="num pos">+$12.25</td>' in html  # signed, not told by colour alone
     assert '<td class="num">47.3%</td>' in html
-    assert 'href="?side=SELL&amp;ticker=BRK.B#trade-panel"' in html
+    # "Sell" fills in the shares owned, and says which holding it sells.
+    assert 'href="?side=SELL&amp;ticker=BRK.B&amp;quantity=10.5#trade-panel"' in html
+    assert 'aria-label="Sell BRK.B"' in html
 
 
 def test_a_holding_row_without_a_price_says_why_escaped(db):
@@ -157,10 +159,11 @@ def test_a_transaction_row_shows_a_trade_and_its_price_source():
     assert cells == [
         '<time datetime="2023-11-13T10:00:00-05:00">2023-11-13 10:00 EST</time>',
         "Buy",
-        "AAPL",
+        '<a href="/stocks/AAPL/">AAPL</a>',
         "2",
         "$186.40",
         "-$372.80",
+        "",  # no realized gain on a buy
         '<time datetime="2023-11-10T16:00:00-05:00">2023-11-10 16:00 EST</time> · '
         f'{Source.LABELS[Source.IMPORT]} <span class="badge stale">stale</span>',
     ]
@@ -178,4 +181,4 @@ def test_a_deposit_row_leaves_the_trade_cells_empty():
     html = row_partial("transaction-row", t=deposit)
 
     assert '<td class="num"></td>\n  <td class="num"></td>' in html
-    assert '<td class="num pos">$1,000.00</td>\n  <td></td>' in html
+    assert '<td class="num pos">+$1,000.00</td>\n  <td class="num "></td>\n  <td></td>' in html

@@ -3,8 +3,8 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-def test_a_visitor_is_sent_to_log_in_from_every_page(client, portfolio):
-    for url in ("/", f"/portfolios/{portfolio.pk}/", "/stocks/AAPL/", "/stocks/?q=AAPL"):
+def test_a_visitor_is_sent_to_log_in_from_every_page_but_the_landing_page(client, portfolio):
+    for url in (f"/portfolios/{portfolio.pk}/", "/stocks/AAPL/", "/stocks/?q=AAPL"):
         response = client.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith("/accounts/login/?next="), url
@@ -42,4 +42,14 @@ def test_logging_in_and_out(client, user, password):
     assert response.status_code == 302
     assert client.get("/").status_code == 200
     assert client.post("/accounts/logout/").status_code == 302
-    assert client.get("/").status_code == 302
+    assert "Your portfolios" not in client.get("/").content.decode()
+    assert client.get("/portfolios/").status_code == 302  # to the login page
+
+
+def test_an_anonymous_visitor_sees_what_the_app_is_and_the_way_in(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Practise trading US stocks with virtual money" in body
+    assert 'href="/accounts/signup/">Sign up</a>' in body
+    assert 'href="/accounts/login/">Log in</a>' in body

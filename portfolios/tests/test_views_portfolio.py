@@ -1,8 +1,10 @@
+import re
 from datetime import date
 from decimal import Decimal
 
 import pytest
 
+from marketdata.price_cache import forget_current_prices
 from marketdata.tests.factories import store_bars
 from portfolios.models import Holding, Portfolio, Transaction
 from portfolios.services import portfolio_buy, portfolio_deposit
@@ -28,8 +30,11 @@ def test_creating_a_portfolio_with_an_opening_deposit(auth_client, user):
     ("deposit", "message"),
     [
         ("1e3", "plain number"),
-        ("1,000", "plain number"),
-        ("-5", "plain number"),
+        ("1,00", "plain number"),  # a comma that is no thousands separator: ambiguous
+        ("10,00,000", "plain number"),
+        ("1.000,50", "plain number"),
+        ("-5", "must be greater than zero"),
+        ("-1,000", "must be greater than zero"),
         ("NaN", "plain number"),
         ("10.001", "at most 2 decimal places"),
         ("0", "greater than zero"),
@@ -41,6 +46,20 @@ def test_a_bad_opening_deposit_creates_nothing(auth_client, user, deposit, messa
     assert response.status_code == 422
     assert message in response.content.decode()
     assert not Portfolio.objects.filter(owner=user).exists()
+
+
+@pytest.mark.parametrize(
+    ("typed", "cash"), [("10,000", "10000.00"), ("1,000.50", "1000.50"), ("1,234,567", "1234567")]
+)
+def test_an_opening_deposit_may_have_thousands_separators(auth_client, user, typed, cash):
+    response = auth_client.post("/portfolios/", {"name": "Growth", "opening_deposit": typed})
+    assert response.status_code == 302
+    assert Portfolio.objects.get(owner=user).cash == Decimal(cash)
+
+
+def test_a_new_portfolio_starts_with_ten_thousand_dollars_filled_in(auth_client):
+    body = auth_client.get("/").content.decode()
+    assert re.search(r'<input[^>]+name="opening_deposit"[^>]+value="10000.00"', body)
 
 
 def test_a_duplicate_name_is_refused(auth_client, portfolio):
@@ -89,7 +108,7 @@ def test_a_buy_without_javascript_redirects_with_a_receipt(auth_client, portfoli
     )
     body = response.content.decode()
     assert response.redirect_chain[-1] == (_url(portfolio), 302)
-    assert "Bought 2.5 AAPL at $186.4000" in body
+    assert "Bought 2.5 AAPL at $186.40 " in body  # money as money, not $186.4000
     assert "total $466.00" in body
     holding = Holding.objects.get(portfolio=portfolio)
     assert (holding.ticker, holding.quantity) == ("AAPL", Decimal("2.5"))
@@ -303,3 +322,53 @@ def test_the_404_page_gives_the_reason_it_was_raised_with(auth_client, other_use
     response = auth_client.get(f"/portfolios/{theirs.pk}/")
     assert response.status_code == 404
     assert "There is nothing here, or it is not yours to see." in response.content.decode()
+
+
+def test_a_sell_without_javascript_tells_its_realized_gain(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("10"))  # at 186.40
+    store_bars("AAPL", [(date(2023, 11, 13), "190.0000")])
+    forget_current_prices(["AAPL"])
+    response = auth_client.post(
+        _url(portfolio, "trade/"), {"side": "SELL", "ticker": "AAPL", "quantity": "4"}, follow=True
+    )
+    body = response.content.decode()
+    # 4 × (190.00 − 186.40): in the receipt, and in the sell's history row.
+    assert "Sold 4 AAPL at $190.00 " in body and "realized gain +$14.40." in body
+    row = body.split('id="transactions"')[1].split("<tbody>")[1].split("</tr>")[0]
+    assert "Sell" in row and '<td class="num pos">+$14.40</td>' in row
+
+
+def test_the_preview_shows_the_cash_after_and_warns_before_a_shortfall(
+    auth_client, portfolio, aapl
+):
+    preview = _url(portfolio, "trade/preview/")
+    body = auth_client.get(preview, {"side": "BUY", "ticker": "AAPL", "quantity": "10"}).content
+    assert 'id="cash-after" class="">$8,136.00</strong>' in body.decode()  # 10,000 − 1,864
+    body = auth_client.get(preview, {"side": "BUY", "ticker": "AAPL", "quantity": "60"}).content
+    # 60 × 186.40 = 11,184.00: 1,184.00 more than the cash.
+    assert "That is $1,184.00 more than this portfolio&#x27;s cash ($10,000.00)." in body.decode()
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("3"))
+    body = auth_client.get(preview, {"side": "SELL", "ticker": "AAPL", "quantity": "5"})
+    text = body.content.decode()
+    assert "You own only 3 AAPL: sell at most that." in text
+    assert 'id="sell-all">Sell all 3</a>' in text
+    assert not portfolio.transactions.filter(kind="SELL").exists()
+
+
+def test_a_holdings_sell_link_fills_in_the_shares_owned(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("2.5"))
+    body = auth_client.get(_url(portfolio), {"side": "SELL", "ticker": "AAPL", "quantity": "2.5"})
+    form = body.content.decode().split('id="trade-form"')[1].split("</form>")[0]
+    assert re.search(r'<option value="SELL" selected>', form)
+    assert re.search(r'name="quantity" value="2.5"', form)
+    nonsense = auth_client.get(_url(portfolio), {"side": "SELL", "quantity": "1e9<x>"})
+    assert 'name="quantity" value=' not in nonsense.content.decode().split('id="trade-form"')[1]
+
+
+def test_an_empty_portfolio_says_deposit_cash_to_start_with_the_form_first(auth_client, user):
+    from portfolios.services import portfolio_create
+
+    empty = portfolio_create(owner=user, name="Empty")
+    body = auth_client.get(_url(empty)).content.decode()
+    assert "Deposit cash to start" in body
+    assert body.index('id="deposit-form"') < body.index('id="live"')

@@ -2,7 +2,6 @@
 (in place, through HTMX), be refused a trade the cash cannot cover; and the same basics with
 JavaScript switched off."""
 
-import re
 from decimal import Decimal
 
 import pytest
@@ -27,10 +26,10 @@ def test_sign_up_fund_and_trade_in_place(live_server, page, offline_prices, brow
     expect.set_options(timeout=10_000)
     url = live_server.url
 
-    # A stranger is sent to log in, and from there to sign up.
+    # A stranger sees what the app is, and signs up from there.
     page.goto(url + "/")
-    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
-    page.get_by_role("link", name="Sign up", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("virtual money")
+    page.get_by_role("main").get_by_role("link", name="Sign up", exact=True).click()
     expect(page).to_have_url(url + "/accounts/signup/")
     page.get_by_label("Username").fill("carol")
     page.get_by_label("Password", exact=True).fill("a-long-unusual-passphrase-42")
@@ -41,6 +40,9 @@ def test_sign_up_fund_and_trade_in_place(live_server, page, offline_prices, brow
     expect(page).to_have_url(url + "/")
     expect(page.get_by_role("heading", name="Your portfolios")).to_be_visible()
     page.get_by_label("Name").fill("Growth")
+    opening = page.get_by_label("Opening deposit (optional)")
+    expect(opening).to_have_value("10000.00")  # a real default, cleared here: deposit below
+    opening.fill("")
     page.get_by_role("button", name="Create portfolio").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Growth")
     portfolio = Portfolio.objects.get(owner__username="carol", name="Growth")
@@ -112,6 +114,7 @@ def test_log_in_deposit_and_buy_without_javascript(
     expect(page).to_have_url(url + "/")
 
     page.get_by_label("Name").fill("Plain")
+    page.get_by_label("Opening deposit (optional)").fill("")
     page.get_by_role("button", name="Create portfolio").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Plain")
 
