@@ -49,7 +49,7 @@ def _html(figure: dict, div_id: str, label: str, kind: str) -> str:
     figure = {**figure, "config": {"displaylogo": False, "responsive": True}}
     source = f"{div_id}-figure"
     return format_html(
-        '<div class="chart {}" id="{}" data-chart="{}" role="img" aria-label="{}"></div>{}',
+        '<div class="chart {}" id="{}" data-chart="{}" role="figure" aria-label="{}"></div>{}',
         kind,
         div_id,
         source,

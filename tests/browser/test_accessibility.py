@@ -1,0 +1,134 @@
+"""Every page, in a real browser: no serious or critical axe-core violation in the light or the
+dark colour scheme, and no sideways scrolling at a phone's width (390 px)."""
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+try:
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect
+except ImportError:  # the `chromium` fixture skips (or fails in CI) and says why
+    Axe = expect = None
+
+from portfolios.services import portfolio_buy, portfolio_create
+from tests.browser.conftest import log_in
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"width": 390, "height": 844}
+PLOTTED = re.compile(r"\bjs-plotly-plot\b")  # a chart drawn: check it as it is seen
+
+
+@pytest.fixture
+def world(settings, transactional_db, user, django_user_model, password):
+    """The offline demo with a portfolio holding three stocks, a staff member, and the pages."""
+    settings.ALPHA_VANTAGE_API_KEY = ""
+    call_command("load_demo_prices", verbosity=0)
+    portfolio = portfolio_create(owner=user, name="Main", opening_deposit=Decimal("10000.00"))
+    for ticker, quantity in (("AAPL", "10"), ("NVDA", "5"), ("BRK.B", "1.5")):
+        portfolio_buy(portfolio=portfolio, ticker=ticker, quantity=Decimal(quantity))
+    staff = django_user_model.objects.create_user(
+        username="sam", password=password, is_staff=True, is_superuser=True
+    )
+    return {
+        "portfolio": portfolio,
+        "staff": staff,
+        "pages": {
+            "dashboard": "/",
+            "portfolio": portfolio.get_absolute_url(),
+            "empty portfolio": portfolio_create(owner=user, name="Empty").get_absolute_url(),
+            "stock": "/stocks/NVDA/",
+            "stock without prices": "/stocks/IBM/",
+            "search": "/stocks/?q=b",
+            "not found": "/portfolios/999999/",
+        },
+    }
+
+
+def serious(page) -> list[str]:
+    """axe-core's serious and critical violations on the page, one line each."""
+    results = Axe().run(page)
+    found = []
+    for violation in results.response["violations"]:
+        if violation["impact"] in ("serious", "critical"):
+            targets = [", ".join(node["target"]) for node in violation["nodes"][:3]]
+            found.append(
+                f"{violation['id']} ({violation['impact']}): {violation['help']} {targets}"
+            )
+    return found
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_page_has_a_serious_accessibility_violation(
+    live_server, new_context, world, user, password, scheme, browser_problems
+):
+    expect.set_options(timeout=10_000)
+    url = live_server.url
+    anonymous = new_context(color_scheme=scheme).new_page()
+    problems = {}
+    for name, path in (
+        ("landing", "/"),
+        ("log in", "/accounts/login/"),
+        ("sign up", "/accounts/signup/"),
+    ):
+        anonymous.goto(url + path)
+        problems[name] = serious(anonymous)
+
+    page = new_context(color_scheme=scheme).new_page()
+    log_in(page, url, user.username, password)
+    for name, path in world["pages"].items():
+        page.goto(url + path)
+        if page.locator("[data-chart]").count():
+            expect(page.locator("[data-chart]").first).to_have_class(PLOTTED)
+        problems[name] = serious(page)
+
+    # The scheme is followed, charts included: their background is the card's.
+    page.goto(url + world["pages"]["stock"])
+    expect(page.locator("#chart-NVDA")).to_have_class(PLOTTED)
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    card = page.evaluate("getComputedStyle(document.querySelector('.card')).backgroundColor")
+    paper = page.locator("#chart-NVDA .main-svg").first.evaluate("e => e.style.background")
+    assert background == ("rgb(13, 17, 23)" if scheme == "dark" else "rgb(246, 248, 250)")
+    assert paper == card
+
+    staff = new_context(color_scheme=scheme).new_page()
+    log_in(staff, url, "sam", password)
+    staff.goto(url + "/market-data/status/")
+    problems["status"] = serious(staff)
+    assert {name: found for name, found in problems.items() if found} == {}
+    assert [p for p in browser_problems if not p.startswith("404 ")] == []
+
+
+def overflow(page) -> int:
+    """How far the page scrolls sideways, in CSS pixels (0: it does not)."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_no_page_scrolls_sideways_on_a_phone(
+    live_server, new_context, world, user, password, browser_problems
+):
+    expect.set_options(timeout=10_000)
+    url = live_server.url
+    page = new_context(viewport=PHONE, is_mobile=True, has_touch=True).new_page()
+    page.goto(url + "/")
+    widths = {"landing": overflow(page)}
+    log_in(page, url, user.username, password)
+    for name, path in world["pages"].items():
+        page.goto(url + path)
+        if page.locator("[data-chart]").count():
+            expect(page.locator("[data-chart]").first).to_have_class(PLOTTED)
+        widths[name] = overflow(page)
+    assert {name: px for name, px in widths.items() if px > 0} == {}
+    # The header fits: brand, search and navigation all inside the screen.
+    for part in (".brand", "#site-search", ".site-header nav"):
+        box = page.locator(part).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], part
+    # A wide table scrolls inside its card, not the page.
+    page.goto(url + world["portfolio"].get_absolute_url())
+    holdings = page.locator("#holdings")
+    wrap = page.locator(".table-wrap", has=holdings)
+    assert wrap.evaluate("e => getComputedStyle(e).overflowX") == "auto"
+    assert browser_problems == []
