@@ -12,6 +12,7 @@ from django.utils.functional import cached_property
 from marketdata.models import PriceHistory
 from marketdata.port import session_date
 from marketdata.tasks import refresh_tickers_task
+from marketdata.wiring import is_live
 
 
 class CappedCountPaginator(Paginator):
@@ -63,6 +64,14 @@ class PriceHistoryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refresh selected tickers", permissions=["view"])
     def refresh_selected_tickers(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if not is_live():
+            self.message_user(
+                request,
+                "Nothing can be fetched without an API key: set ALPHA_VANTAGE_API_KEY (in the "
+                "environment or .env) and restart. No refresh was queued.",
+                messages.WARNING,
+            )
+            return
         tickers = sorted(set(queryset.order_by().values_list("ticker", flat=True).distinct()))
         refresh_tickers_task.delay_on_commit(tickers)
         self.message_user(

@@ -41,8 +41,13 @@ class TickerFreshness:
     expected_bar: date  # the newest session whose bar is due by now
 
     @property
+    def missing(self) -> bool:
+        return self.last_bar is None
+
+    @property
     def stale(self) -> bool:
-        return self.last_bar is None or self.last_bar < self.expected_bar
+        """Some bar is stored, and a newer one is due."""
+        return self.last_bar is not None and self.last_bar < self.expected_bar
 
     @property
     def source_label(self) -> str:
@@ -97,6 +102,10 @@ class MarketDataStatus:
     @property
     def stale_count(self) -> int:
         return sum(1 for t in self.tickers if t.stale)
+
+    @property
+    def missing_count(self) -> int:
+        return sum(1 for t in self.tickers if t.missing)
 
 
 def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:

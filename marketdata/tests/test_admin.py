@@ -94,6 +94,22 @@ def test_the_refresh_action_queues_the_selected_tickers(
     assert fake_av.count("TIME_SERIES_DAILY", "NVDA") == 0
 
 
+def test_offline_the_refresh_action_says_nothing_can_be_fetched_and_queues_nothing(
+    staff_client, bars, settings, django_capture_on_commit_callbacks
+):
+    settings.ALPHA_VANTAGE_API_KEY = ""
+    selected = PriceHistory.objects.filter(ticker="AAPL").values_list("pk", flat=True)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = staff_client.post(
+            LIST,
+            {"action": "refresh_selected_tickers", "_selected_action": list(selected)},
+            follow=True,
+        )
+    assert callbacks == []  # no task queued to pile up
+    body = response.content.decode()
+    assert "Nothing can be fetched without an API key" in body and "Queued" not in body
+
+
 def test_people_who_are_not_staff_are_sent_to_the_admin_login(auth_client, bars):
     response = auth_client.get(LIST)
     assert response.status_code == 302

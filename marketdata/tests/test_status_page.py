@@ -103,8 +103,9 @@ def test_it_shows_each_tracked_tickers_freshness(staff_client, settings, portfol
         row(body, "FRSH")
         == f"FRSH watchlist {due:%a} {expected} {due:%a} {expected} Imported fresh"
     )
-    assert row(body, "NONE") == f"NONE watchlist none stored {due:%a} {expected} — stale"
-    assert "3 of 4 held and watchlist tickers are stale" in body
+    assert row(body, "NONE") == f"NONE watchlist none stored {due:%a} {expected} — missing"
+    assert "2 of 4 held and watchlist tickers are stale; 1 has no stored prices at all" in body
+    assert "without an API key nothing can fetch them" in body
 
 
 def test_it_lists_the_trading_days_missing_inside_a_stored_range(staff_client, settings):
@@ -140,9 +141,12 @@ def test_it_shows_the_cache_hit_ratio_where_it_is_counted(staff_client, aapl, ib
         assert "Not measured on the embedded database cache" in cache_section
 
 
-def test_offline_it_says_no_provider_is_configured(staff_client, settings):
+def test_offline_it_says_no_provider_is_configured_and_shows_no_quota(staff_client, settings):
     settings.ALPHA_VANTAGE_API_KEY = ""
-    assert "No provider configured" in section(staff_client.get(URL).content.decode(), "provider")
+    body = staff_client.get(URL).content.decode()
+    assert "No provider configured" in section(body, "provider")
+    quota = section(body, "quota")
+    assert "there is no quota to spend" in quota and "This minute" not in quota
 
 
 def test_the_page_costs_the_same_queries_for_2_or_20_tickers(

@@ -53,3 +53,11 @@ def test_an_anonymous_visitor_sees_what_the_app_is_and_the_way_in(client):
     assert "Practise trading US stocks with virtual money" in body
     assert 'href="/accounts/signup/">Sign up</a>' in body
     assert 'href="/accounts/login/">Log in</a>' in body
+
+
+def test_every_page_names_its_icon_and_the_icon_is_served(client):
+    from django.contrib.staticfiles import finders
+
+    body = client.get("/accounts/login/").content.decode()
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in body
+    assert finders.find("favicon.svg")
