@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
 
-.PHONY: run install setup test lint format check ci clean
+.PHONY: run install setup test lint format check ci clean screenshots
 
 $(STAMP): requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "PaperTrade needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
@@ -52,6 +52,10 @@ check: install
 
 ci:
 	bash .ci/run
+
+# The README's pictures (docs/images/), taken by a browser test from the offline demo.
+screenshots: install
+	scripts/screenshots
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -15,8 +15,6 @@ from portfolios.models import Portfolio, Transaction
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOT = "/tmp/portfolio.png"
-
 
 def holding_row(page, ticker: str):
     return page.locator(f'#holdings tr[data-ticker="{ticker}"]')
@@ -72,7 +70,6 @@ def test_sign_up_fund_and_trade_in_place(live_server, page, offline_prices, brow
     expect(row.locator("td.price-cell")).to_contain_text("2023-11-10")
     expect(page.locator("#cash")).to_have_text("$8,136.00")
     assert page.evaluate("window.__marker") == 1, "the buy reloaded the whole page"
-    page.screenshot(path=SCREENSHOT, full_page=True)
 
     # Too big an order: refused beside the quantity, and nothing changes.
     transactions_before = Transaction.objects.filter(portfolio=portfolio).count()
