@@ -372,3 +372,19 @@ def test_an_empty_portfolio_says_deposit_cash_to_start_with_the_form_first(auth_
     body = auth_client.get(_url(empty)).content.decode()
     assert "Deposit cash to start" in body
     assert body.index('id="deposit-form"') < body.index('id="live"')
+
+
+def test_an_htmx_sell_receipt_tells_its_realized_gain_as_money(auth_client, portfolio, aapl):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("10"))  # at 186.40
+    store_bars("AAPL", [(date(2023, 11, 13), "190.0000")])
+    forget_current_prices(["AAPL"])
+    response = auth_client.post(
+        _url(portfolio, "trade/"),
+        {"side": "SELL", "ticker": "AAPL", "quantity": "4"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="trade-panel",
+    )
+    receipt = response.content.decode().split('id="receipt"')[1].split("</div>")[0]
+    assert "Sold 4 AAPL" in receipt and "$190.00 per share" in receipt
+    assert "Total: <strong>$760.00</strong>" in receipt
+    assert 'Realized gain: <strong class="pos">+$14.40</strong>' in receipt
