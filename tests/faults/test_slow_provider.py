@@ -150,6 +150,8 @@ def test_a_slow_provider_never_holds_a_web_request(
 
     everyone = durations["people"] + durations["polls"] + durations["bystander"]
     assert max(everyone) <= BUDGET + 0.5, sorted(everyone)[-5:]
-    assert max(durations["people"]) <= 0.5, durations["people"]
+    # The stock pages do not wait at all (a wait of the budget would take them past it); the
+    # margin is for eight of them rendered at once on two shared cores.
+    assert max(durations["people"]) < 0.9 * BUDGET, durations["people"]
     assert len(durations["bystander"]) >= 20
     assert percentile(durations["bystander"], 95) <= 0.5, sorted(durations["bystander"])[-5:]
