@@ -35,6 +35,20 @@ def on_redis() -> bool:
     return "RedisCache" in settings.CACHES["default"]["BACKEND"]
 
 
+def pytest_configure(config) -> None:
+    """The suite keeps the plain static storage, which needs no collectstatic: in this process
+    and in the servers it starts (they inherit the environment). The production storage is
+    checked by tests/test_static_files.py, against a server of its own."""
+    os.environ["PAPERTRADE_PLAIN_STATIC"] = "1"
+    from django.conf import settings
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.WHITENOISE_USE_FINDERS = True
+
+
 def pytest_sessionstart(session) -> None:
     if REQUIRE_SERVICES:
         import django

@@ -439,6 +439,25 @@ def stop_process(proc) -> None:
         proc.wait()
 
 
+_COLLECTED: set[str] = set()
+
+
+def collect_static(env: dict) -> None:
+    """``collectstatic`` as production runs it (hashed, compressed), once per bench process:
+    the pages a bench serves name their static files through the manifest it writes."""
+    if env.get("PAPERTRADE_PLAIN_STATIC") in ("1", "true") or "collected" in _COLLECTED:
+        return
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    _COLLECTED.add("collected")
+
+
 class Gunicorn:
     """gunicorn serving the app on 127.0.0.1 as the Procfile does (workers × threads)."""
 
@@ -464,6 +483,7 @@ class Gunicorn:
         import urllib.request
 
         RESULTS_DIR.mkdir(exist_ok=True)
+        collect_static(self.env)
         self._log = open(self.log, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [

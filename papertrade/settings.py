@@ -228,18 +228,25 @@ USE_I18N = True
 USE_TZ = True
 
 # --- Static files ---------------------------------------------------------------------------
+# Served as production expects them: `collectstatic` (make setup, the Dockerfile) writes each
+# file under a content-hashed name with .br and .gz beside it, and fails on a reference to a
+# file that does not exist; WhiteNoise then serves them compressed with a far-future immutable
+# cache header. DEBUG, and the test suite's own servers (PAPERTRADE_PLAIN_STATIC=1), keep the
+# plain storage, which needs no collectstatic.
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+PLAIN_STATIC = DEBUG or _bool("PAPERTRADE_PLAIN_STATIC", False)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG and (STATIC_ROOT / "staticfiles.json").is_file()
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if PLAIN_STATIC
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = PLAIN_STATIC  # in production only collected files are served
+WHITENOISE_ROOT = BASE_DIR / "public"  # /favicon.ico and /robots.txt, at the site's root
 
 # --- Security -------------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -286,7 +286,7 @@ def test_the_page_query_count_does_not_grow_with_holdings(
 # --- stocks -----------------------------------------------------------------------------------
 def test_the_stock_page_charts_history_from_our_own_plotly(auth_client, aapl):
     body = auth_client.get("/stocks/AAPL/").content.decode()
-    assert "/static/vendor/plotly.min.js" in body
+    assert "/static/vendor/plotly-basic.min.js" in body
     assert "cdn" not in body.lower()
     assert "/static/charts.js" in body and 'data-chart="chart-AAPL-figure"' in body
     assert "not adjusted for splits" in body
