@@ -37,6 +37,7 @@ SCRIPTS = {
     "quota": (["--quick"], []),
     "slow_provider": (["--seconds", "30"], ["--seconds", "60"]),
     "bulk_import": (["--rounds", "1"], ["--rounds", "3"]),
+    "lighthouse": ([], []),
 }
 
 
