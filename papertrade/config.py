@@ -57,6 +57,19 @@ class BreakerConfig:
 
 
 @dataclass(frozen=True)
+class TimeoutsConfig:
+    """Bounded waits on our own services: a partition costs a timeout, never a hang."""
+
+    database_connect_seconds: float
+    web_statement_seconds: float
+    task_statement_seconds: float
+    cache_seconds: float
+    cache_failures_to_skip: int
+    cache_skip_seconds: float
+    broker_seconds: float
+
+
+@dataclass(frozen=True)
 class StalenessConfig:
     grace_minutes: int
     market_timezone: str
@@ -81,6 +94,7 @@ class Config:
     quota: QuotaConfig
     cache: CacheConfig
     breaker: BreakerConfig
+    timeouts: TimeoutsConfig
     staleness: StalenessConfig
     refresh: RefreshConfig
     ui: UIConfig
@@ -161,6 +175,19 @@ def _validate(config: Config) -> None:
     for name in ("failures_to_open", "open_seconds"):
         if getattr(config.breaker, name) < 1:
             raise bad(f"breaker.{name}", "must be at least 1")
+    t = config.timeouts
+    for name in (
+        "database_connect_seconds",
+        "web_statement_seconds",
+        "task_statement_seconds",
+        "cache_seconds",
+        "cache_skip_seconds",
+        "broker_seconds",
+    ):
+        if getattr(t, name) <= 0:
+            raise bad(f"timeouts.{name}", "must be greater than 0")
+    if t.cache_failures_to_skip < 1:
+        raise bad("timeouts.cache_failures_to_skip", "must be at least 1")
     if config.staleness.grace_minutes < 0:
         raise bad("staleness.grace_minutes", "must not be negative")
     for key, tz in (

@@ -134,6 +134,23 @@ else:
     # Persistent connections with health checks: one connection per worker thread, reused.
     _db.setdefault("CONN_MAX_AGE", 60)
     _db.setdefault("CONN_HEALTH_CHECKS", True)
+    # Bounded waits (config.toml [timeouts]): connecting, the longest statement (short in a
+    # web process: wsgi.py says it is one; long in commands and tasks), and TCP keepalives and
+    # a user timeout, so that a connection into a network partition fails instead of hanging.
+    _t = PAPERTRADE.timeouts
+    _web = env.str("PAPERTRADE_PROCESS", default="") == "web"
+    _statement_ms = int(1000 * (_t.web_statement_seconds if _web else _t.task_statement_seconds))
+    _options = _db.setdefault("OPTIONS", {})
+    for _key, _value in {
+        "connect_timeout": max(2, round(_t.database_connect_seconds)),  # libpq: whole seconds, ≥ 2
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 2,
+        "tcp_user_timeout": int(1000 * _t.web_statement_seconds),
+        "options": f"-c statement_timeout={_statement_ms}",
+    }.items():
+        _options.setdefault(_key, _value)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------
@@ -148,8 +165,11 @@ if REDIS_URL:
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 # A Redis outage degrades to cache misses (the database tier answers), never a 500.
                 "IGNORE_EXCEPTIONS": True,
-                "SOCKET_CONNECT_TIMEOUT": 1,
-                "SOCKET_TIMEOUT": 1,
+                # A partition costs one short timeout, and then nothing for a while: each
+                # process skips a Redis that failed repeatedly (papertrade/redis_breaker.py).
+                "SOCKET_CONNECT_TIMEOUT": PAPERTRADE.timeouts.cache_seconds,
+                "SOCKET_TIMEOUT": PAPERTRADE.timeouts.cache_seconds,
+                "REDIS_CLIENT_CLASS": "papertrade.redis_breaker.BreakerRedis",
             },
         }
     }
@@ -166,6 +186,7 @@ else:
     }
 
 # --- Celery ---------------------------------------------------------------------------------
+_LONGEST_TASK_SECONDS = 15 * 60  # the hard time limit of any task
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = str(VAR_DIR / "broker")
@@ -175,13 +196,23 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_out": _broker_dir,
         "store_processed": False,
     }
+else:
+    # A broker that hangs bounds a publish (a page queueing a fetch) and the worker's reads;
+    # a task whose worker died is redelivered once the visibility timeout passes: sized to
+    # the longest a task may run (the hard time limit below), not kombu's default hour.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_timeout": PAPERTRADE.timeouts.broker_seconds,
+        "socket_connect_timeout": PAPERTRADE.timeouts.broker_seconds,
+        "visibility_timeout": _LONGEST_TASK_SECONDS + 60,
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = PAPERTRADE.timeouts.broker_seconds
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = 15 * 60
-CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
+CELERY_TASK_TIME_LIMIT = _LONGEST_TASK_SECONDS
+CELERY_TASK_SOFT_TIME_LIMIT = _LONGEST_TASK_SECONDS - 60
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from django.utils.html import escape
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from marketdata.port import InvalidTicker, normalize_ticker
@@ -202,6 +202,8 @@ def test_the_trade_preview_answers_anything_and_writes_nothing(
 # --- names ----------------------------------------------------------------------------------------
 @fixtures_ok
 @given(name=hostile_text)
+@example(name="<")  # in every page's markup: look where the name is shown, not anywhere
+@example(name="<script>alert(1)</script>")
 def test_a_name_is_either_refused_or_stored_as_typed_and_shown_escaped(auth_client, book, name):
     before = snapshot()
     response = auth_client.post("/portfolios/", {"name": name})
@@ -215,11 +217,14 @@ def test_a_name_is_either_refused_or_stored_as_typed_and_shown_escaped(auth_clie
         assert response.status_code == 302
         assert response["Location"] == f"/portfolios/{created.pk}/"
         assert not created.transactions.exists()
-        for url in ("/", f"/portfolios/{created.pk}/"):
-            body = auth_client.get(url).content.decode()
-            assert escape(stored) in body, url
-            if "<" in stored:
-                assert stored not in body, url
+        # Where each page shows the name (the dashboard's link, the portfolio's heading) it
+        # reads escaped, never raw; a bare "<" is in every page's markup, so look there only.
+        dashboard = auth_client.get("/").content.decode()
+        detail = auth_client.get(f"/portfolios/{created.pk}/").content.decode()
+        for body, shown in ((dashboard, '/">{}</a>'), (detail, "<h1>{}</h1>")):
+            assert shown.format(escape(stored)) in body, shown
+            if escape(stored) != stored:
+                assert shown.format(stored) not in body, shown
     finally:
         created.delete()
     assert snapshot() == before

@@ -83,8 +83,9 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30
 class TcpProxy:
     """A proxy on 127.0.0.1 in front of ``target`` (host, port). ``blackhole()`` makes it a
     network partition: it still accepts connections, then reads and drops what comes and never
-    answers (the peer waits for its timeout; nothing is refused). ``forward()`` heals it for
-    new connections. ``connections`` counts the connections it accepted."""
+    answers, on new connections and on those already open (the peer waits for its timeout;
+    nothing is refused). ``forward()`` heals it. ``connections`` counts the connections it
+    accepted."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         import threading
@@ -143,7 +144,8 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self._blackhole:  # partitioned: what was under way is lost
+                    sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 

@@ -8,6 +8,7 @@ when Redis is back on the same port the cache is written and read again.
 
 import logging
 import re
+import time
 
 import pytest
 
@@ -32,6 +33,7 @@ def test_pages_and_trades_survive_redis_dying_and_the_cache_returns_with_it(
         per_minute="1000",
         per_day="1000",
         error_log_interval_seconds="3600",
+        cache_skip_seconds="1.0",  # how long the process leaves the dead Redis alone
     )
     app = make_app(
         {
@@ -76,6 +78,7 @@ def test_pages_and_trades_survive_redis_dying_and_the_cache_returns_with_it(
     # Redis returns on the same port, empty: the next page warms it, the one after reads it.
     redis_server.start()
     raw = redis_server.client()
+    time.sleep(1.2)  # past the skip interval: the next page tries Redis again
     assert alice.get(f"/portfolios/{pk}/").status_code == 200
     assert raw.exists(CURRENT_IBM)
     hits = raw.info("stats")["keyspace_hits"]

@@ -17,6 +17,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from conftest import PROVIDER_KEY
 from tests.faults.conftest import write_config
@@ -76,9 +77,18 @@ def test_a_slow_provider_never_holds_a_web_request(
     lock = threading.Lock()
     stop = threading.Event()
 
+    resets: list[str] = []
+
     def timed(kind: str, browser, path: str):
         started = time.monotonic()
-        response = browser.get(path)
+        try:
+            response = browser.get(path)
+        except requests.ConnectionError:
+            # gunicorn's threaded worker, eight connections over its four threads on two
+            # shared cores, now and then resets one before reading it: a refusal, not a wait.
+            # Counted, and asked again once.
+            resets.append(path)
+            response = browser.get(path)
         with lock:
             durations[kind].append(time.monotonic() - started)
         assert response.status_code in (200, 204), (path, response.status_code)
@@ -127,6 +137,7 @@ def test_a_slow_provider_never_holds_a_web_request(
     browsing.join(timeout=60)
     after = people[0].get("/stocks/SLOW0/")
 
+    assert len(resets) <= 2, resets
     assert len(pages) == PEOPLE
     assert all("Fetching the latest price of SLOW" in page for page in pages)
     # Every fetch ran in the worker: two attempts a ticker (the call and its retry).
