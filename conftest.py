@@ -75,8 +75,12 @@ DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_serv
 @pytest.fixture(autouse=True)
 def _fresh_cache(request, django_db_setup, django_db_blocker):
     """Each test using the database starts with an empty cache, as with an empty test
-    database. A session of tests that use none sets no test database up, so their settings
-    still name the configured ones: those are left alone."""
+    database, and with this process trusting Redis again (a test that broke Redis must not
+    leave the next one skipping it). A session of tests that use none sets no test database
+    up, so their settings still name the configured ones: those are left alone."""
+    from papertrade import redis_breaker
+
+    redis_breaker.reset()
     if request.node.get_closest_marker("django_db") or DB_FIXTURES & set(request.fixturenames):
         with django_db_blocker.unblock():
             cache.clear()

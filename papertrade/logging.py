@@ -41,3 +41,15 @@ class OncePerInterval(logging.Filter):
                 f"{record.msg} ({dropped} more like it in the last {self.seconds:g} s not logged)"
             )
         return True
+
+
+class QuietDatabaseErrors(logging.Filter):
+    """Drop Django's "Internal Server Error" record (and its traceback) when the error is the
+    database not answering: ``papertrade.middleware`` answers those requests with the 503 page
+    and logs one WARNING line each, plus one ERROR per outage."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from django.db import InterfaceError, OperationalError
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, OperationalError | InterfaceError)

@@ -305,10 +305,14 @@ LOGGING = {
         "once_per_interval": {
             "()": "papertrade.logging.OncePerInterval",
             "seconds": PAPERTRADE.cache.error_log_interval_seconds,
-        }
+        },
+        "quiet_database_errors": {"()": "papertrade.logging.QuietDatabaseErrors"},
     },
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django_redis.cache": {"filters": ["once_per_interval"]},
+        # A database outage is one WARNING line a request (papertrade/middleware.py), not a
+        # traceback of "Internal Server Error" each.
+        "django.request": {"filters": ["quiet_database_errors"]},
     },
 }

@@ -86,9 +86,16 @@ def test_a_stopped_database_gets_a_clear_503_and_nothing_is_half_written(
         assert response.headers["Retry-After"]
     health = requests.get(app.url + "/healthz", timeout=60)  # a monitor: no session cookie
     assert health.status_code == 503 and health.json()["checks"]["database"] == "error"
+    # Quiet and true in the log: one ERROR for the outage (one web process here), a WARNING
+    # line per request answered 503, and no "Internal Server Error" traceback.
+    log = app.log_text()
+    assert log.count("ERROR papertrade.middleware the database stopped answering") == 1, log[-3000:]
+    assert log.count("WARNING papertrade.middleware database unavailable:") >= 6
+    assert "Internal Server Error" not in log and "Traceback" not in log, log[-3000:]
 
     pg_cluster.start()
     assert alice.get(f"/portfolios/{pk}/").status_code == 200
+    assert "the database answers again" in app.log_text()
     ledger = pg_cluster.sql(
         f"SELECT kind, ticker, quantity FROM portfolios_transaction WHERE portfolio_id = {pk} "
         "ORDER BY id"
