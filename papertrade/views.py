@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -33,22 +36,75 @@ def _check_cache() -> None:
 def _check_broker() -> None:
     from papertrade.celery import app
 
+    # One attempt, no back-off: a refusal is an answer at once, and a broker that hangs is
+    # bounded by its connect timeout ([timeouts] broker_seconds) and by HEALTHZ_SECONDS.
     with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, interval_max=0)
 
 
 CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}
+HEALTHZ_SECONDS = 2.0  # /healthz answers within this, whatever hangs
+
+# One thread per check, kept between calls: a check stuck on a dependency that hangs holds up
+# only the next checks of that dependency (each reported "timeout"), never the others and never
+# the web thread that asked.
+_checkers = {
+    name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"healthz-{name}") for name in CHECKS
+}
+
+
+def _in_checker(check):
+    def run() -> None:
+        from django.db import close_old_connections
+
+        close_old_connections()  # this thread's connection, if the database dropped it
+        check()
+
+    return run
+
+
+def _local_file(name: str) -> bool:
+    """The check reads the embedded SQLite file (the database, or the cache table in it): a
+    local file cannot hang on a network, and another thread's connection would queue behind
+    this one's open transaction. Checked in the request's own thread."""
+    if connection.vendor != "sqlite":
+        return False
+    return name == "database" or (name == "cache" and "DatabaseCache" in _cache_backend())
+
+
+def _cache_backend() -> str:
+    return settings.CACHES["default"]["BACKEND"]
+
+
+def _run_here(check) -> Future:
+    done: Future = Future()
+    try:
+        check()
+    except Exception as exc:  # noqa: BLE001 - reported by the caller
+        done.set_exception(exc)
+    else:
+        done.set_result(None)
+    return done
 
 
 @login_not_required
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """JSON status of the database, cache and broker: 200 when all answer, 503 otherwise."""
+    """JSON status of the database, cache and broker: 200 when all answer, 503 otherwise;
+    within HEALTHZ_SECONDS, naming a dependency that did not answer in time "timeout"."""
+    deadline = time.monotonic() + HEALTHZ_SECONDS
+    running = {
+        name: _run_here(check) if _local_file(name) else _checkers[name].submit(_in_checker(check))
+        for name, check in CHECKS.items()
+    }
     status = {}
-    for name, check in CHECKS.items():
+    for name, future in running.items():
         try:
-            check()
+            future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            logger.warning("healthz: %s did not answer within %g s", name, HEALTHZ_SECONDS)
+            status[name] = "timeout"
         except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
             logger.warning("healthz: %s check failed: %s", name, type(exc).__name__)
             status[name] = "error"

@@ -60,3 +60,27 @@ def test_a_failure_after_a_commit_does_not_say_nothing_was_changed(client, monke
         "WARNING",
         "WARNING",  # one line a request
     ]
+
+
+def test_it_answers_within_its_bound_naming_the_dependency_that_hangs(client, monkeypatch):
+    import threading
+    import time
+
+    from papertrade import views
+
+    released = threading.Event()
+    monkeypatch.setitem(views.CHECKS, "cache", lambda: released.wait(30))  # a cache that hangs
+    monkeypatch.setattr(views, "_local_file", lambda name: False)  # a cache over the network
+    try:
+        started = time.monotonic()
+        response = client.get("/healthz")
+        took = time.monotonic() - started
+        again = client.get("/healthz")  # the stuck check holds up only its own next check
+    finally:
+        released.set()
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "cache": "timeout", "broker": "ok"}
+    assert views.HEALTHZ_SECONDS <= took < views.HEALTHZ_SECONDS + 1.5, took
+    assert (
+        again.json()["checks"]["database"] == "ok" and again.json()["checks"]["cache"] == "timeout"
+    )
