@@ -76,6 +76,13 @@
   }
 
   document.addEventListener("htmx:beforeRequest", (event) => {
+    // A poll rests while its page is hidden (a trigger filter would do it, but htmx evaluates
+    // those as code, which the Content-Security-Policy rightly refuses).
+    const elt = event.detail.elt;
+    if (elt.hasAttribute("data-poll-when-visible") && document.visibilityState !== "visible") {
+      event.preventDefault();
+      return;
+    }
     if (isAction(event.detail)) begin(event.detail);
   });
   document.addEventListener("htmx:afterRequest", (event) => {

@@ -320,3 +320,11 @@ def test_a_fresh_clone_and_a_local_production_start_without_a_secret_key():
     assert local.returncode == 0, local.stderr
     debug = _manage("check", DEBUG="true", ALLOWED_HOSTS="example.com")
     assert debug.returncode == 0, debug.stderr
+
+
+def test_every_page_carries_a_content_security_policy_of_our_own_sources(client):
+    policy = client.get("/accounts/login/")["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'"  # no inline script, no eval
+    assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'"

@@ -94,6 +94,15 @@ def new_context(chromium, live_server, browser_problems):
         context.route("**/*", stay_local)
         context.on("response", on_response)
         context.on("weberror", lambda e: browser_problems.append(f"JavaScript error: {e.error}"))
+        # A page that breaks the Content-Security-Policy is a page that does not work as built.
+        context.on(
+            "console",
+            lambda m: (
+                browser_problems.append(f"console: {m.text}")
+                if "Content Security Policy" in m.text or "Content-Security-Policy" in m.text
+                else None
+            ),
+        )
         contexts.append(context)
         return context
 

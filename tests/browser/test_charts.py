@@ -47,7 +47,7 @@ def test_a_range_button_redraws_the_chart_without_a_reload(
     ranges.get_by_role("link", name="3M").click()
     expect(ranges.get_by_role("link", name="3M")).to_have_attribute("aria-current", "true")
     expect(ranges.get_by_role("link", name="1Y")).not_to_have_attribute("aria-current", "true")
-    page.wait_for_function(f"{POINTS} === {quarter}")
+    page.wait_for_function(f"() => {POINTS} === {quarter}")
     expect(page.locator("#chart-CHRT .main-svg").first).to_be_attached()
     assert page.evaluate("document.getElementById('chart-CHRT') !== window.__chart")
     assert page.evaluate("window.__marker") == 1, "the range button reloaded the whole page"
@@ -57,6 +57,6 @@ def test_a_range_button_redraws_the_chart_without_a_reload(
     # snapshot of a drawn chart).
     page.go_back()
     expect(page).to_have_url(url + "/stocks/CHRT/")
-    page.wait_for_function(f"{POINTS} === {year}")
+    page.wait_for_function(f"() => {POINTS} === {year}")
     expect(ranges.get_by_role("link", name="1Y")).to_have_attribute("aria-current", "true")
     assert browser_problems == []

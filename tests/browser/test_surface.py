@@ -82,7 +82,7 @@ def test_controls_take_clicks_after_live_refreshes_and_a_range_switch(
     assert_drawn(page, "chart-MSFT")
     count_settles(page, "#chart")
     page.get_by_role("link", name="3M", exact=True).click()
-    page.wait_for_function("window.__settled >= 1")
+    page.wait_for_function("() => window.__settled >= 1")
     expect(page.get_by_role("link", name="3M", exact=True)).to_have_attribute(
         "aria-current", "true"
     )
@@ -101,7 +101,7 @@ def test_controls_take_clicks_after_live_refreshes_and_a_range_switch(
     # The portfolio page past two live refreshes: the allocation chart is drawn anew each time.
     assert_drawn(page, "allocation-chart")
     count_settles(page, "#live")
-    page.wait_for_function("window.__settled >= 2", timeout=10_000)
+    page.wait_for_function("() => window.__settled >= 2", timeout=10_000)
     assert_drawn(page, "allocation-chart")
 
     # A buy with real mouse clicks through the trade form (htmx), then a deposit (a plain form).
@@ -111,7 +111,7 @@ def test_controls_take_clicks_after_live_refreshes_and_a_range_switch(
     page.locator("#id_quantity").fill("3")
     page.get_by_role("button", name="Place order").click()
     expect(page.locator("#receipt")).to_contain_text("Bought 3 NVDA")
-    page.wait_for_function("window.__settled >= 3", timeout=10_000)  # and one more refresh
+    page.wait_for_function("() => window.__settled >= 3", timeout=10_000)  # and one more refresh
     assert_drawn(page, "allocation-chart")
     page.locator("#id_deposit-amount").click()
     page.locator("#id_deposit-amount").fill("250")
