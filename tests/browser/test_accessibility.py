@@ -48,6 +48,13 @@ def world(settings, transactional_db, user, django_user_model, password):
     }
 
 
+def visit(page, url: str) -> None:
+    """Open ``url`` and wait until its chart, if it has one, is drawn: check it as it is seen."""
+    page.goto(url)
+    if page.locator("[data-chart]").count():
+        expect(page.locator("[data-chart]").first).to_have_class(PLOTTED)
+
+
 def serious(page) -> list[str]:
     """axe-core's serious and critical violations on the page, one line each."""
     results = Axe().run(page)
@@ -80,9 +87,7 @@ def test_no_page_has_a_serious_accessibility_violation(
     page = new_context(color_scheme=scheme).new_page()
     log_in(page, url, user.username, password)
     for name, path in world["pages"].items():
-        page.goto(url + path)
-        if page.locator("[data-chart]").count():
-            expect(page.locator("[data-chart]").first).to_have_class(PLOTTED)
+        visit(page, url + path)
         problems[name] = serious(page)
 
     # The scheme is followed, charts included: their background is the card's.
@@ -117,9 +122,7 @@ def test_no_page_scrolls_sideways_on_a_phone(
     widths = {"landing": overflow(page)}
     log_in(page, url, user.username, password)
     for name, path in world["pages"].items():
-        page.goto(url + path)
-        if page.locator("[data-chart]").count():
-            expect(page.locator("[data-chart]").first).to_have_class(PLOTTED)
+        visit(page, url + path)
         widths[name] = overflow(page)
     assert {name: px for name, px in widths.items() if px > 0} == {}
     # The header fits: brand, search and navigation all inside the screen.
