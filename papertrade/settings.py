@@ -6,6 +6,7 @@ database-table cache shared by every process, and a filesystem Celery broker. Se
 schedule) lives in ``config.toml``, read by :mod:`papertrade.config`.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +24,10 @@ if (BASE_DIR / ".env").is_file():
 
 
 def _env(name: str, cast, default):
-    """Read ``name`` from the environment; a value that does not parse names the variable."""
+    """Read ``name`` from the environment; a value that does not parse names the variable. An
+    empty one (``DATABASE_URL=`` as in .env.example) means the default."""
+    if not os.environ.get(name, "").strip():
+        os.environ.pop(name, None)
     try:
         return cast(name, default=default)
     except (ValueError, environ.ImproperlyConfigured) as exc:
@@ -252,6 +256,16 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # no "AXES: BEGIN version …" banner at every command
 AXES_USERNAME_CALLABLE = "papertrade.lockout.lockout_username"
+AXES_CLIENT_IP_CALLABLE = "papertrade.lockout.client_address"
+# Failed log-ins from one address across usernames (credential spraying): past this many in
+# the window, that address may not log in until the window ends (papertrade/lockout.py).
+LOGIN_FAILURES_PER_ADDRESS = 40
+LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+# Reverse proxies in front of the app (comma-separated addresses): only a request from one of
+# them has its X-Forwarded-For believed. Empty (the default): the peer's address is the client's.
+TRUSTED_PROXIES = frozenset(
+    a.strip() for a in env.str("TRUSTED_PROXIES", default="").split(",") if a.strip()
+)
 
 # --- Internationalization -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -9,7 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # /accounts/: Django's auth views but the password reset, which mails a link: there is no
     # mail here, and §2.1 allows anonymous visitors only the login and signup pages.
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password_change/",

@@ -9,13 +9,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponseNotFound, JsonResponse
+from django.shortcuts import render
 from django.template import loader
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from papertrade import lockout
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +136,18 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None):
             reason = ""
     body = loader.render_to_string("404.html", {"reason": reason}, request)
     return HttpResponseNotFound(body)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's log-in, refused (429) from an address with too many failed log-ins lately,
+    whatever the usernames; the per-username lockout is axes'."""
+
+    def post(self, request, *args, **kwargs):
+        if lockout.throttled(request):
+            logger.warning("log-in refused: too many failed log-ins from one address")
+            context = {
+                "address_throttled": True,
+                "cooloff_timedelta": settings.LOGIN_FAILURE_WINDOW,
+            }
+            return render(request, "registration/locked_out.html", context, status=429)
+        return super().post(request, *args, **kwargs)

@@ -57,3 +57,9 @@ def test_a_bad_behaviour_file_is_named_with_its_key(tmp_path):
     result = probe(PAPERTRADE_CONFIG=str(bad))
     assert result.returncode != 0
     assert f"{bad}: quota.per_day must be of type int, not str" in result.stderr
+
+
+def test_an_empty_variable_means_its_default_as_in_the_example_file():
+    result = probe(DATABASE_URL="", REDIS_URL="")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["db"] == "django.db.backends.sqlite3"

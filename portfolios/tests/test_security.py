@@ -328,3 +328,38 @@ def test_every_page_carries_a_content_security_policy_of_our_own_sources(client)
     assert directives["default-src"] == "'self'"
     assert directives["script-src"] == "'self'"  # no inline script, no eval
     assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'"
+
+
+def test_five_wrong_passwords_from_one_address_do_not_stop_the_user_from_another(user, password):
+    here, elsewhere = Client(REMOTE_ADDR="198.51.100.7"), Client(REMOTE_ADDR="203.0.113.9")
+    for attempt in range(5):
+        _log_in(here, "alice", f"wrong-{attempt}")
+    assert _log_in(here, "alice", password).status_code == 429
+    assert _log_in(elsewhere, "alice", password).status_code == 302
+
+
+def test_spraying_many_usernames_from_one_address_is_throttled(django_user_model, password):
+    for n in range(20):
+        django_user_model.objects.create_user(username=f"user{n}", password=password)
+    sprayer = Client(REMOTE_ADDR="198.51.100.66")
+    answers = [
+        _log_in(sprayer, f"user{n}", f"guess-{round_}").status_code
+        for round_ in range(4)
+        for n in range(20)
+    ]  # 80 failures, 4 a username: under the per-username lockout, over the per-address limit
+    assert answers[:40] == [200] * 40 and set(answers[40:]) == {429}
+    refused = _log_in(sprayer, "user0", password)
+    assert refused.status_code == 429 and "too many wrong passwords" in refused.content.decode()
+    # Another address is not affected, nor is a user there.
+    assert _log_in(Client(REMOTE_ADDR="203.0.113.5"), "user0", password).status_code == 302
+
+
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(settings, rf):
+    from papertrade.lockout import client_address
+
+    request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.9")
+    assert client_address(request) == "10.0.0.2"  # nobody trusted: the peer is the client
+    settings.TRUSTED_PROXIES = frozenset({"10.0.0.2"})
+    assert client_address(request) == "198.51.100.9"  # the nearest hop the proxy saw
+    settings.TRUSTED_PROXIES = frozenset({"10.0.0.2", "198.51.100.9"})
+    assert client_address(request) == "6.6.6.6"
