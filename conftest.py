@@ -38,7 +38,7 @@ def on_redis() -> bool:
 def pytest_configure(config) -> None:
     """The suite keeps the plain static storage, which needs no collectstatic: in this process
     and in the servers it starts (they inherit the environment). The production storage is
-    checked by tests/test_static_files.py, against a server of its own."""
+    checked by tests/deploy/test_static_files.py, against a server of its own."""
     os.environ["PAPERTRADE_PLAIN_STATIC"] = "1"
     from django.conf import settings
 

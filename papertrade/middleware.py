@@ -31,8 +31,7 @@ def _mark_database_errors(sender, request: HttpRequest | None = None, **kwargs) 
     ``LoginRequiredMiddleware``, a session save) into a 500 before it reaches us; it sends
     ``got_request_exception`` first, from inside the ``except`` block, so note it here."""
     if request is not None and isinstance(sys.exc_info()[1], DATABASE_ERRORS):
-        setattr(request, _MARK, True)
-        request._papertrade_database_error = sys.exc_info()[1]
+        setattr(request, _MARK, sys.exc_info()[1])
 
 
 # Tables whose rows are the app's own bookkeeping, not what a person did: writing them (the
@@ -49,12 +48,10 @@ class _Outage:
         self._lock = threading.Lock()
         self.on = False
 
-    def failed(self, request: HttpRequest, exception: BaseException | None) -> None:
+    def failed(self, request: HttpRequest, exception: BaseException) -> None:
         with self._lock:
             first, self.on = not self.on, True
-        what = (
-            f"{type(exception).__name__}: {exception}".strip() if exception else "a database error"
-        )
+        what = f"{type(exception).__name__}: {exception}".strip()
         if first:
             logger.error("the database stopped answering (%s); answering 503 until it does", what)
         logger.warning(
@@ -108,10 +105,11 @@ class DatabaseUnavailableMiddleware:
 
         with connection.execute_wrapper(note_writes):
             response = self.get_response(request)
-        if getattr(request, _MARK, False) and response.status_code == 500:
+        error = getattr(request, _MARK, None)
+        if error is not None and response.status_code == 500:
             # Django logged nothing of it: papertrade.logging.QuietDatabaseErrors drops its
             # "Internal Server Error" record for a database error.
-            outage.failed(request, getattr(request, "_papertrade_database_error", None))
+            outage.failed(request, error)
             return database_unavailable(request)
         if response.status_code != 503:
             outage.answered()

@@ -73,11 +73,8 @@ def _local_file(name: str) -> bool:
     this one's open transaction. Checked in the request's own thread."""
     if connection.vendor != "sqlite":
         return False
-    return name == "database" or (name == "cache" and "DatabaseCache" in _cache_backend())
-
-
-def _cache_backend() -> str:
-    return settings.CACHES["default"]["BACKEND"]
+    backend = settings.CACHES["default"]["BACKEND"]
+    return name == "database" or (name == "cache" and "DatabaseCache" in backend)
 
 
 def _run_here(check) -> Future:

@@ -82,7 +82,6 @@ def _row(
         cost_basis=holding.cost_basis,
         average_cost=holding.average_cost,
         price=price if isinstance(price, PricePoint) else None,
-        company=getattr(holding, "company", ""),
     )
     if row.price is None:
         # No price to be had: value the position at cost so totals stay meaningful, and say so.
@@ -142,15 +141,17 @@ def portfolio_summaries(
     port = prices or get_price_port()
     tickers = sorted({h.ticker for h in holdings})
     quotes = port.get_current_prices(tickers)
-    names = port.company_names(tickers)  # from a bundled list: no query, no call
-    for h in holdings:
-        h.company = names.get(h.ticker, "")
     today = todays_trades(portfolios, quotes)
     by_portfolio: dict[int, list[Holding]] = {}
     for h in holdings:
         by_portfolio.setdefault(h.portfolio_id, []).append(h)
     now = timezone.now()
-    return [_summarize(p, by_portfolio.get(p.pk, []), quotes, today, now) for p in portfolios]
+    summaries = [_summarize(p, by_portfolio.get(p.pk, []), quotes, today, now) for p in portfolios]
+    names = port.company_names(tickers)  # from a bundled list: no query, no call
+    for summary in summaries:
+        for row in summary.holdings:
+            row.company = names.get(row.ticker, "")
+    return summaries
 
 
 def todays_trades(

@@ -37,6 +37,7 @@ from portfolios.forms import (
 from portfolios.models import Holding, Portfolio, Transaction
 from portfolios.money import format_money, parse_typed_number
 from portfolios.selectors import portfolio_summaries, portfolio_summary, transactions_page
+from portfolios.templatetags.money import gain, price, shares
 
 INVALID = 422  # a form re-rendered with its errors
 
@@ -226,8 +227,6 @@ def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _receipt_text(txn: Transaction) -> str:
     """The receipt of a plain-form order, as the page's message: money as money."""
-    from portfolios.templatetags.money import gain, price, shares
-
     verb = "Bought" if txn.kind == Transaction.Kind.BUY else "Sold"
     as_of = timezone.localtime(txn.price_as_of).strftime("%Y-%m-%d %H:%M %Z")
     stale = " (stale price)" if txn.price_was_stale else ""
@@ -262,7 +261,7 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
                     ticker=ticker, quantity=data["quantity"], stored_only=True
                 )
                 context["quote"] = quote
-                context.update(_shortfall(portfolio, data.get("side") or "BUY", quote, context))
+                context.update(_shortfall(portfolio, context["side"], quote, context["owned"]))
             else:
                 point = get_price_port().get_current_prices([ticker])[ticker]
                 if isinstance(point, MarketDataError):
@@ -278,23 +277,22 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "portfolios/partials/_trade_preview.html", context)
 
 
-def _shortfall(portfolio: Portfolio, side: str, quote: services.Quote, context: dict) -> dict:
+def _shortfall(portfolio: Portfolio, side: str, quote: services.Quote, owned) -> dict:
     """What the preview says before the order is placed: the cash after it, and a warning when
     the cash or the shares fall short (the order itself is checked again when placed)."""
-    owned = context.get("owned") or Decimal("0")
+    owned = owned or Decimal("0")
     if side == "SELL":
-        short = ""
+        after, short = portfolio.cash + quote.total, ""
         if quote.quantity > owned:
             short = f"You own only {owned.normalize():f} {quote.ticker}: sell at most that."
-        return {"side": side, "cash_after": portfolio.cash + quote.total, "short": short}
-    after = portfolio.cash - quote.total
-    short = ""
+        return {"cash_after": after, "short": short}
+    after, short = portfolio.cash - quote.total, ""
     if after < 0:
         short = (
             f"That is {format_money(-after)} more than this portfolio's cash "
             f"({format_money(portfolio.cash)})."
         )
-    return {"side": side, "cash_after": after, "short": short}
+    return {"cash_after": after, "short": short}
 
 
 def _cash_action(request: HttpRequest, pk: int, *, prefix: str, write, verb: str) -> HttpResponse:

@@ -322,6 +322,20 @@ def pg_cluster():
 
 
 # --- The app ---------------------------------------------------------------------------------
+def live_on_sqlite(tmp_path: Path, *, redis_url: str, fake_av, config: Path) -> dict[str, str]:
+    """An app's environment: an SQLite file of its own, the given Redis as cache (and broker),
+    live against the local fake provider with ``config``."""
+    from conftest import PROVIDER_KEY
+
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}",
+        "REDIS_URL": redis_url,
+        "ALPHA_VANTAGE_API_KEY": PROVIDER_KEY,
+        "ALPHA_VANTAGE_BASE_URL": fake_av.url,
+        "PAPERTRADE_CONFIG": str(config),
+    }
+
+
 def write_config(path: Path, **values) -> Path:
     """The shipped config.toml with ``key = value`` lines replaced (each key must exist once)."""
     text = (BASE_DIR / "config.toml").read_text(encoding="utf-8")

@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from conftest import PROVIDER_KEY
 from papertrade.logging import OncePerInterval
-from tests.faults.conftest import write_config
+from tests.faults.conftest import live_on_sqlite, write_config
 
 # The app under test has its own database; this mark only makes the session set up the test
 # database, which the root conftest's cache-clearing fixture talks to.
@@ -36,13 +35,7 @@ def test_pages_and_trades_survive_redis_dying_and_the_cache_returns_with_it(
         cache_skip_seconds="1.0",  # how long the process leaves the dead Redis alone
     )
     app = make_app(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}",
-            "REDIS_URL": redis_server.url,
-            "ALPHA_VANTAGE_API_KEY": PROVIDER_KEY,
-            "ALPHA_VANTAGE_BASE_URL": fake_av.url,
-            "PAPERTRADE_CONFIG": str(config),
-        }
+        live_on_sqlite(tmp_path, redis_url=redis_server.url, fake_av=fake_av, config=config)
     )
     pk = app.setup()
     app.serve()

@@ -9,8 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import PROVIDER_KEY
-from tests.faults.conftest import write_config
+from tests.faults.conftest import live_on_sqlite, write_config
 
 pytestmark = pytest.mark.django_db
 
@@ -33,13 +32,9 @@ def test_pages_stay_fast_and_trades_land_once_while_redis_is_partitioned(
         cache_skip_seconds=str(float(SKIP_SECONDS)),
     )
     app = make_app(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}",
-            "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0",
-            "ALPHA_VANTAGE_API_KEY": PROVIDER_KEY,
-            "ALPHA_VANTAGE_BASE_URL": fake_av.url,
-            "PAPERTRADE_CONFIG": str(config),
-        }
+        live_on_sqlite(
+            tmp_path, redis_url=f"redis://127.0.0.1:{proxy.port}/0", fake_av=fake_av, config=config
+        )
     )
     pk = app.setup()
     app.serve()
