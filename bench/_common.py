@@ -86,7 +86,7 @@ def setup(*, child: bool = False, migrate: bool = True, **extra_env: str) -> Non
     django.setup()
     import logging
 
-    # The figures are the output: per-call INFO lines (provider calls, axes) would drown them.
+    # The figures are the output: per-call INFO lines (provider calls) would drown them.
     logging.getLogger().setLevel(logging.WARNING)
     if migrate:
         from django.core.management import call_command

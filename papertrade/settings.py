@@ -79,7 +79,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "marketdata",
     "portfolios",
-    "axes",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -96,7 +96,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
-    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "papertrade.urls"
@@ -243,22 +242,15 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
-# Login lockout (django-axes, attempts kept in the database): 5 failures for one username from
-# one IP lock that pair out for 15 minutes; another user or another IP is unaffected.
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
-AXES_FAILURE_LIMIT = 5
-AXES_COOLOFF_TIME = timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_VERBOSE = False  # no "AXES: BEGIN version …" banner at every command
-AXES_USERNAME_CALLABLE = "papertrade.lockout.lockout_username"
-AXES_CLIENT_IP_CALLABLE = "papertrade.lockout.client_address"
-# Failed log-ins from one address across usernames (credential spraying): past this many in
-# the window, that address may not log in until the window ends (papertrade/lockout.py).
+# Failed log-ins (accounts/throttle.py, counted in the database): an account from one address
+# pauses after 5 wrong passwords in a row for 1 minute, doubling with each further one up to 15;
+# an account from anywhere pauses past 50 in an hour, an address (any account) past 40 in 15
+# minutes. The right password wipes that account's count from that address.
+LOGIN_PAUSE_AFTER = 5
+LOGIN_PAUSE_FIRST = timedelta(minutes=1)
+LOGIN_PAUSE_LONGEST = timedelta(minutes=15)
+LOGIN_FAILURES_PER_ACCOUNT = 50
+LOGIN_ACCOUNT_WINDOW = timedelta(hours=1)
 LOGIN_FAILURES_PER_ADDRESS = 40
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 # Reverse proxies in front of the app (comma-separated addresses): only a request from one of

@@ -19,7 +19,8 @@ from django.template import loader
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from papertrade import lockout
+from accounts import throttle
+from accounts.models import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -136,15 +137,26 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None):
 
 
 class LoginView(auth_views.LoginView):
-    """Django's log-in, refused (429) from an address with too many failed log-ins lately,
-    whatever the usernames; the per-username lockout is axes'."""
+    """Django's log-in, refused (429) while a pause applies to this account, this address, or
+    the two together (``accounts.throttle``); the password is not checked then."""
 
     def post(self, request, *args, **kwargs):
-        if lockout.throttled(request):
-            logger.warning("log-in refused: too many failed log-ins from one address")
-            context = {
-                "address_throttled": True,
-                "cooloff_timedelta": settings.LOGIN_FAILURE_WINDOW,
-            }
-            return render(request, "registration/locked_out.html", context, status=429)
+        pause = throttle.paused(request, request.POST.get("username"))
+        if pause is not None:
+            scope = LoginThrottle.Scope(pause.scope).label
+            logger.warning("log-in refused unchecked: paused for this %s", scope)
+            return self._paused(pause)
         return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        """The wrong password that starts a pause says so at once, not at the next try."""
+        pause = throttle.paused(self.request, self.request.POST.get("username"))
+        return self._paused(pause) if pause is not None else super().form_invalid(form)
+
+    def _paused(self, pause: throttle.Pause):
+        context = {
+            "pause": pause,
+            "username": self.request.POST.get("username"),
+            "scopes": LoginThrottle.Scope,
+        }
+        return render(self.request, "registration/locked_out.html", context, status=429)

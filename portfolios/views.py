@@ -60,8 +60,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        # Two backends (the lockout guard, then the password check): name the one that vouched.
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user)
         messages.success(request, f"Welcome, {user.username}. Create a portfolio to start.")
         return redirect("dashboard")
     status = INVALID if form.errors else 200
