@@ -13,11 +13,15 @@ import logging
 import sys
 import threading
 
+from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.cache import add_never_cache_headers
+
+from papertrade.postgresql.base import commit_outcome_unknown, request_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ def _mark_database_errors(sender, request: HttpRequest | None = None, **kwargs) 
 
 # Tables whose rows are the app's own bookkeeping, not what a person did: writing them (the
 # database cache, a session touched, the log-in log) does not make an action "saved".
-BOOKKEEPING_TABLES = ("papertrade_cache", "django_session", "axes_")
+BOOKKEEPING_TABLES = ("papertrade_cache", "django_session", "accounts_loginthrottle")
 _WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
@@ -71,7 +75,7 @@ outage = _Outage()
 
 def database_unavailable(request: HttpRequest) -> HttpResponse:
     # Rendered without the request: context processors would ask the database again.
-    saved = bool(getattr(request, "_papertrade_writes", None))
+    saved = bool(getattr(request, "_papertrade_writes", None)) or commit_outcome_unknown()
     response = HttpResponse(render_to_string("503.html", {"maybe_saved": saved}), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     add_never_cache_headers(response)
@@ -103,7 +107,9 @@ class DatabaseUnavailableMiddleware:
                     writes.append(head)
             return result
 
-        with connection.execute_wrapper(note_writes):
+        budget = settings.PAPERTRADE.timeouts.web_statement_seconds
+        commit_outcome_unknown(clear=True)
+        with request_deadline(budget), connection.execute_wrapper(note_writes):
             response = self.get_response(request)
         error = getattr(request, _MARK, None)
         if error is not None and response.status_code == 500:
@@ -120,3 +126,13 @@ class DatabaseUnavailableMiddleware:
             outage.failed(request, exception)
             return database_unavailable(request)
         return None
+
+
+class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
+    """Django's, asking the view first: a page anyone may see (the log-in page, ``/healthz``)
+    does not load the session and the user from the database just to learn that."""
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not getattr(view_func, "login_required", True):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)

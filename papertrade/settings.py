@@ -91,7 +91,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "papertrade.middleware.LoginRequiredMiddleware",  # Django's, cheaper on public pages
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -135,6 +135,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
+    # Every wait on the server has a deadline on our side too (papertrade/postgresql/base.py).
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        _db["ENGINE"] = "papertrade.postgresql"
     # Persistent connections with health checks: one connection per worker thread, reused.
     _db.setdefault("CONN_MAX_AGE", 60)
     _db.setdefault("CONN_HEALTH_CHECKS", True)

@@ -21,12 +21,15 @@ from django.views.decorators.http import require_GET
 
 from accounts import throttle
 from accounts.models import LoginThrottle
+from papertrade.postgresql.base import request_deadline
 
 logger = logging.getLogger(__name__)
 
 
 def _check_database() -> None:
-    with connection.cursor() as cursor:
+    # Bounded like a request's own waits, so a stuck check frees its thread soon after the
+    # answer was given up on (papertrade/postgresql/base.py; SQLite ignores it).
+    with request_deadline(HEALTHZ_SECONDS), connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
 

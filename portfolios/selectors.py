@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
+from django.db.models import Count, Window
 from django.utils import timezone
 
 from marketdata.port import MarketDataError, MarketDataPort, PricePoint, get_price_port
@@ -201,11 +202,23 @@ def portfolio_summary(
 def transactions_page(
     portfolio: Portfolio, *, kind: str = "", page: object = 1, per_page: int = 25
 ) -> Page:
-    """One page of the ledger, newest first, optionally of one kind."""
+    """One page of the ledger, newest first, optionally of one kind: one query, the page's rows
+    each carrying the count of all of them (``COUNT(*) OVER ()``) for the paginator, where
+    Django's would first ask the count and then the rows."""
     rows = Transaction.objects.filter(portfolio=portfolio)
     if kind in Transaction.Kind.values:
         rows = rows.filter(kind=kind)
-    return Paginator(rows, per_page).get_page(page)
+    paginator = Paginator(rows, per_page)
+    try:
+        number = max(1, int(page))
+    except (TypeError, ValueError):
+        number = 1
+    start = (number - 1) * per_page
+    window = list(rows.annotate(of=Window(Count("pk")))[start : start + per_page])
+    if not window:  # past the end, or no rows at all: Django's own way (it counts first)
+        return paginator.get_page(page)
+    paginator.count = window[0].of  # a cached_property: set, it is not asked again
+    return Page(window, number, paginator)
 
 
 def held_tickers() -> list[str]:

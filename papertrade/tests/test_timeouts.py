@@ -43,8 +43,8 @@ def test_postgresql_waits_are_bounded_shorter_in_a_web_process():
     web = settings_of(PAPERTRADE_PROCESS="web")["db"]
     assert task["connect_timeout"] == web["connect_timeout"] == 3
     assert task["options"] == "-c statement_timeout=600000"  # commands and tasks: 10 minutes
-    assert web["options"] == "-c statement_timeout=5000"  # a web request: 5 s
-    assert web["keepalives"] == 1 and web["tcp_user_timeout"] == 5000
+    assert web["options"] == "-c statement_timeout=4000"  # a web request: 4 s
+    assert web["keepalives"] == 1 and web["tcp_user_timeout"] == 4000
 
 
 def test_redis_and_the_broker_answer_within_their_timeouts():
@@ -104,3 +104,44 @@ def test_a_partitioned_redis_costs_one_timeout_per_interval(monkeypatch):
     with pytest.raises(RedisConnectionError):
         pipe.execute()
     assert attempts == ["GET", "GET"]  # 52 commands, 2 tried
+
+
+# --- our own bound on every wait for PostgreSQL (papertrade/postgresql/base.py) ----------------
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_wait_for_postgresql_ends_at_the_request_deadline_and_the_next_one_reconnects():
+    import time
+
+    from django.db import OperationalError, connection
+
+    from papertrade.postgresql.base import request_deadline
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")  # the server's own limit out of the way
+    started = time.monotonic()
+    late = pytest.raises(OperationalError, match="did not answer within")
+    with request_deadline(0.5), late, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(3)")
+    assert 0.4 <= time.monotonic() - started < 1.5
+    assert connection.connection.closed  # halfway through a conversation: dropped
+    connection.close_if_unusable_or_obsolete()  # what Django does at the end of a request
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_request_out_of_time_does_not_send_its_query():
+    from django.db import OperationalError, connection
+
+    from papertrade.postgresql.base import request_deadline
+
+    connection.ensure_connection()
+    refused = pytest.raises(OperationalError, match="no time left")
+    with request_deadline(0), refused, connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert not connection.connection.closed  # nothing was sent: the connection is intact
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 2")
+        assert cursor.fetchone() == (2,)

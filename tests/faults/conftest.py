@@ -81,11 +81,18 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30
 
 # --- A TCP proxy that can stop forwarding -----------------------------------------------------
 class TcpProxy:
-    """A proxy on 127.0.0.1 in front of ``target`` (host, port). ``blackhole()`` makes it a
-    network partition: it still accepts connections, then reads and drops what comes and never
-    answers, on new connections and on those already open (the peer waits for its timeout;
-    nothing is refused). ``forward()`` heals it. ``connections`` counts the connections it
-    accepted."""
+    """A proxy on 127.0.0.1 in front of ``target`` (host, port), and the network faults it can
+    play:
+
+    - ``blackhole()``: a partition. It still accepts connections, then reads and drops what
+      comes and never answers, on new connections and on those already open (the peer waits for
+      its timeout; nothing is refused).
+    - ``latency(seconds)``: every reply from the target arrives ``seconds`` late (each round
+      trip costs that much more), in order, however it is split into packets.
+    - ``refuse()``: new connections are closed at once; ``cut()`` closes every open one.
+    - ``forward()`` heals all of them.
+
+    ``connections`` counts the connections it accepted."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         import threading
@@ -97,6 +104,8 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.connections = 0
         self._blackhole = False
+        self._refuse = False
+        self._delay = 0.0
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -105,8 +114,24 @@ class TcpProxy:
     def blackhole(self) -> None:
         self._blackhole = True
 
+    def latency(self, seconds: float) -> None:
+        self._delay = seconds
+
+    def refuse(self) -> None:
+        self._refuse = True
+
+    def cut(self) -> None:
+        with self._lock:
+            doomed, self._open = self._open, []
+        for sock in doomed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
     def forward(self) -> None:
-        self._blackhole = False
+        self._blackhole = self._refuse = False
+        self._delay = 0.0
 
     def _accept(self) -> None:
         import threading
@@ -116,6 +141,9 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return  # closed
+            if self._refuse:
+                client.close()
+                continue
             with self._lock:
                 self.connections += 1
                 self._open.append(client)
@@ -138,23 +166,36 @@ class TcpProxy:
         with self._lock:
             self._open.append(upstream)
         upstream.settimeout(None)
-        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-        self._pump(client, upstream)
+        threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+        self._pump(client, upstream, False)
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, reply: bool) -> None:
+        import queue
+        import threading
+
+        # Replies are delivered by a second thread at (arrival + latency), so a slow link
+        # delays each round trip once, not each packet of it.
+        due: queue.Queue = queue.Queue()
+
+        def deliver() -> None:
+            with contextlib.suppress(OSError):
+                while (item := due.get()) is not None:
+                    at, data = item
+                    time.sleep(max(0.0, at - time.monotonic()))
+                    if not self._blackhole:  # partitioned: what was under way is lost
+                        sink.sendall(data)
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=deliver, daemon=True).start()
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                if not self._blackhole:  # partitioned: what was under way is lost
-                    sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
+                due.put((time.monotonic() + (self._delay if reply else 0.0), data))
+        due.put(None)
 
     def close(self) -> None:
         self.listener.close()
-        with self._lock:
-            for sock in self._open:
-                with contextlib.suppress(OSError):
-                    sock.close()
+        self.cut()
 
 
 @pytest.fixture
