@@ -8,6 +8,7 @@ import time
 from decimal import Decimal
 
 import pytest
+import requests
 
 from tests.faults.conftest import live_on_sqlite, write_config
 
@@ -60,6 +61,13 @@ def test_pages_stay_fast_and_trades_land_once_while_redis_is_partitioned(
         durations.append(time.monotonic() - started)
         assert bought.status_code == 302, re.findall(r"class=\"errors?\"[^>]*>(.*?)</", bought.text)
         trades += 1
+
+    # /healthz answers within its bound and names the cache; the web threads stay free.
+    started = time.monotonic()
+    health = requests.get(app.url + "/healthz", timeout=30)
+    assert time.monotonic() - started <= 2.5
+    assert health.status_code == 503 and health.json()["checks"]["cache"] in ("timeout", "error")
+    assert health.json()["checks"]["database"] == "ok"
 
     durations.sort()
     p95 = durations[int(0.95 * (len(durations) - 1))]
