@@ -161,7 +161,10 @@ def live(settings, fake_av):
     roomy = dataclasses.replace(
         settings.PAPERTRADE.quota, min_seconds_between_calls=0.0, per_minute=1000, per_day=1000
     )
-    settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy)
+    # The weekly fetch of splits and dividends is off (two calls a ticker in every refresh);
+    # the tests of it turn it on.
+    quiet = dataclasses.replace(settings.PAPERTRADE.refresh, actions_every_days=0)
+    settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, quota=roomy, refresh=quiet)
     from papertrade.celery import app
 
     # A web request's fetch runs in a Celery worker; here, at once, in the requesting thread.

@@ -1,9 +1,11 @@
-"""The Alpha Vantage adapter: ``TIME_SERIES_DAILY``, ``GLOBAL_QUOTE``, ``SYMBOL_SEARCH`` over HTTP.
+"""The Alpha Vantage adapter: ``TIME_SERIES_DAILY``, ``GLOBAL_QUOTE``, ``SYMBOL_SEARCH``,
+``SPLITS`` and ``DIVIDENDS`` over HTTP.
 
 Every answer Alpha Vantage gives is HTTP 200, errors included, so success is judged by the shape of
 the body and errors by key + substring of the known wordings (the tuples below; catalogue in
 ``shared/fixtures/alphavantage/API-FACTS.md`` §3). Values come back as frozen dataclasses with
-``Decimal`` prices (4 places) and aware UTC datetimes, never raw JSON.
+``Decimal`` prices (4 places; a split factor or dividend amount keeps the digits it was sent
+with) and aware UTC datetimes, never raw JSON.
 
 Errors are the port's (``marketdata.port``): ``TickerNotFound`` (the provider does not know the
 symbol), ``RateLimited`` (with ``scope`` and ``retry_at``), ``ProviderMisconfigured`` (key, demo
@@ -37,6 +39,7 @@ import requests
 from marketdata.bars import DailyBar
 from marketdata.port import (
     NEW_YORK,
+    ActionKind,
     InvalidTicker,
     MarketDataError,
     MarketDataUnavailable,
@@ -68,6 +71,10 @@ NOTICE_KEYS = ("Information", "Note")  # the same notices moved from one key to 
 DAILY_SERIES_KEY = "Time Series (Daily)"
 QUOTE_KEY = "Global Quote"
 SEARCH_KEY = "bestMatches"
+ACTIONS_KEY = "data"  # SPLITS and DIVIDENDS: {"symbol": ..., "data": [row, ...]}
+# DIVIDENDS writes an unknown date as the literal string "None" (older rows); "null" (as
+# LISTING_STATUS writes it) or an empty string would mean the same.
+UNKNOWN_DATE_TEXTS = ("none", "null", "")
 
 USER_AGENT = "PaperTrade/0.1"
 PRICE_PLACES = Decimal("0.0001")
@@ -145,6 +152,24 @@ class Quote:  # GLOBAL_QUOTE
     previous_close: Decimal
     change: Decimal
     change_percent: Decimal  # "-0.5852%" -> Decimal("-0.5852")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedAction:  # SPLITS, DIVIDENDS
+    """One split or cash dividend as Alpha Vantage reports it, before anything is stored.
+
+    Kept apart from the port's ``CorporateActionPoint``: the ticker and the source are the
+    caller's to add, and ``declaration_date`` is carried because the answer has it.
+    """
+
+    kind: str  # ActionKind.SPLIT or ActionKind.DIVIDEND
+    date: date  # a split's effective_date; a dividend's ex_dividend_date
+    # A split's factor (new shares per old share) or a dividend's cash per share, as written
+    # (not rounded to PRICE_PLACES: a factor like "0.3333" must keep its digits); always > 0.
+    value: Decimal
+    record_date: date | None = None
+    pay_date: date | None = None
+    declaration_date: date | None = None
 
 
 # --- Parsing helpers ---------------------------------------------------------------------------
@@ -241,6 +266,52 @@ def _daily_bar(day_key: object, row: object) -> DailyBar:
     )
 
 
+def _positive_decimal(row: dict, key: str) -> Decimal:
+    """The exact decimal written in ``row[key]`` (never through float), which must be > 0."""
+    value = row.get(key)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _Shape(f"{key} is not a decimal string")
+    text = str(value).strip()
+    if not _NUMBER_RE.fullmatch(text):
+        raise _Shape(f"{key} is not a number: {text[:20]!r}")
+    number = Decimal(text)
+    if number <= 0:
+        raise _Shape(f"{key} is not positive: {text[:20]!r}")
+    return number
+
+
+def _optional_day(row: dict, key: str) -> date | None:
+    """A date the answer may not know ("None" in older DIVIDENDS rows, or absent): None then.
+    Any other text must be a date: a garbled one is a garbled answer, not an unknown date."""
+    value = row.get(key)
+    if value is None or (isinstance(value, str) and value.strip().lower() in UNKNOWN_DATE_TEXTS):
+        return None
+    return _day(value, key)
+
+
+def _split(row: object) -> FetchedAction:
+    if not isinstance(row, dict):
+        raise _Shape("a split row is not an object")
+    return FetchedAction(
+        kind=ActionKind.SPLIT,
+        date=_day(row.get("effective_date"), "effective_date"),
+        value=_positive_decimal(row, "split_factor"),
+    )
+
+
+def _dividend(row: object) -> FetchedAction:
+    if not isinstance(row, dict):
+        raise _Shape("a dividend row is not an object")
+    return FetchedAction(
+        kind=ActionKind.DIVIDEND,
+        date=_day(row.get("ex_dividend_date"), "ex_dividend_date"),
+        value=_positive_decimal(row, "amount"),
+        record_date=_optional_day(row, "record_date"),
+        pay_date=_optional_day(row, "payment_date"),
+        declaration_date=_optional_day(row, "declaration_date"),
+    )
+
+
 # --- The client --------------------------------------------------------------------------------
 class AlphaVantageClient:
     """One Alpha Vantage key against one base URL (``…/query``).
@@ -293,6 +364,18 @@ class AlphaVantageClient:
             return []
         params = {"keywords": keywords}
         return self._call("SYMBOL_SEARCH", keywords, params, self._parse_search, timeout=timeout)
+
+    def splits(self, ticker: str) -> list[FetchedAction]:
+        """SPLITS: every split Alpha Vantage records for ``ticker``, oldest first (``[]``: none).
+        Needed because TIME_SERIES_DAILY is as traded: a split shows there as a price drop."""
+        symbol = normalize_ticker(ticker)
+        return self._call("SPLITS", symbol, {"symbol": symbol}, self._parse_splits)
+
+    def dividends(self, ticker: str) -> list[FetchedAction]:
+        """DIVIDENDS: every cash dividend Alpha Vantage records for ``ticker``, oldest first by
+        ex-date (``[]``: none). Dates the answer does not know are None."""
+        symbol = normalize_ticker(ticker)
+        return self._call("DIVIDENDS", symbol, {"symbol": symbol}, self._parse_dividends)
 
     # --- transport -----------------------------------------------------------------------------
     def _scrub(self, text: object) -> str:
@@ -573,9 +656,50 @@ class AlphaVantageClient:
             raise self._shape_error(function, subject, str(exc)) from None
         return matches
 
+    def _parse_splits(self, function: str, subject: str, body: Any) -> list[FetchedAction]:
+        return self._parse_actions(function, subject, body, _split)
+
+    def _parse_dividends(self, function: str, subject: str, body: Any) -> list[FetchedAction]:
+        return self._parse_actions(function, subject, body, _dividend)
+
+    def _parse_actions(
+        self,
+        function: str,
+        subject: str,
+        body: Any,
+        read_row: Callable[[object], FetchedAction],
+    ) -> list[FetchedAction]:
+        """SPLITS and DIVIDENDS share one shape: ``{"symbol": ..., "data": [row, ...]}``.
+
+        An empty ``data`` list is an answer (no actions), as an empty ``bestMatches`` is for a
+        search. One unreadable row (a required date or value missing, malformed, or not > 0)
+        rejects the whole answer, as one bad bar rejects a daily series: storing the rest would
+        silently drop a split and mis-adjust every price before it. ``symbol`` is not compared
+        with the ticker asked, as the other functions do not compare theirs.
+        """
+        if not isinstance(body, dict):
+            raise self._shape_error(function, subject, f"a JSON {type(body).__name__}")
+        rows = body.get(ACTIONS_KEY)
+        has_data = isinstance(rows, list)
+        self._raise_for_error_body(function, subject, body, ticker=True, has_data=has_data)
+        if not body:
+            raise self._shape_error(function, subject, "an empty object")
+        if not has_data:
+            raise self._shape_error(function, subject, f"no {ACTIONS_KEY!r} list")
+        try:
+            actions = [read_row(row) for row in rows]
+        except _Shape as exc:
+            raise self._shape_error(function, subject, str(exc)) from None
+        # Oldest first, like a daily series (the API answers newest first); sorted() is stable.
+        return sorted(actions, key=_by_date)
+
 
 def _by_day(bar: DailyBar) -> date:
     return bar.day
+
+
+def _by_date(action: FetchedAction) -> date:
+    return action.date
 
 
 def _outcome(error: MarketDataError | None) -> str:

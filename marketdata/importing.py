@@ -35,7 +35,7 @@ from django.utils import timezone
 from marketdata.bars import DailyBar
 from marketdata.models import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
 from marketdata.port import InvalidTicker, Source, normalize_ticker
-from marketdata.price_cache import forget_current_prices
+from marketdata.price_cache import announce_stored
 from marketdata.storage import BadBars, copy_daily_bars, upsert_daily_bars
 
 COLUMNS = ("open", "high", "low", "close", "volume")
@@ -219,7 +219,7 @@ def _write(files: list[_Checked], progress: Progress | None, batch_size: int) ->
                     progress.update(len(batch))
             counts[checked.ticker] = (inserted, updated)
     tickers = [checked.ticker for checked in files]
-    transaction.on_commit(lambda: forget_current_prices(tickers))
+    transaction.on_commit(lambda: announce_stored(tickers))
     results = []
     for checked in files:
         inserted, updated = counts.get(checked.ticker, (0, 0))

@@ -2,15 +2,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db import models
-from django.db.models import BigIntegerField, F, Q, Window
-from django.db.models.functions import Cast, Extract, RowNumber
+from django.db.models import BigIntegerField, F, OuterRef, Q, Subquery, Window
+from django.db.models.functions import Cast, Extract, RowNumber, TruncDate
 
-from marketdata.port import PricePoint, Source, day_start
+from marketdata.port import (
+    NEW_YORK,
+    ActionKind,
+    CorporateActionPoint,
+    PricePoint,
+    Source,
+    day_start,
+)
 
 PRICE_MAX_DIGITS = 18
 PRICE_DECIMAL_PLACES = 4
+PRICE_STEP = Decimal("0.0001")
 
 
 class Interval(models.TextChoices):
@@ -72,7 +81,19 @@ class PriceHistoryQuerySet(models.QuerySet):
         tickers = list(tickers)
         if not tickers:
             return {}
-        base = self.filter(interval=Interval.DAILY)
+        # Each bar carries the factor of a split effective on its session, if any (a correlated
+        # lookup in the same query): across a split the previous close is compared in the new
+        # shares, like with like (NFLX 2025-11-17: 110.29 against 111.217, not 1,112.17).
+        split = CorporateAction.objects.filter(
+            kind=ActionKind.SPLIT,
+            ticker=OuterRef("ticker"),
+            date=OuterRef("session"),
+        ).values("value")[:1]
+        base = (
+            self.filter(interval=Interval.DAILY)
+            .annotate(session=TruncDate("timestamp", tzinfo=NEW_YORK))
+            .annotate(split=Subquery(split))
+        )
         features = connections[self.db].features
         if features.supports_slicing_ordering_in_compound and len(tickers) > 1:
             parts = [base.filter(ticker=t).order_by("-timestamp")[:2] for t in tickers]
@@ -89,6 +110,8 @@ class PriceHistoryQuerySet(models.QuerySet):
         for ticker, bars in by_ticker.items():
             bars.sort(key=lambda r: r.timestamp, reverse=True)
             previous = bars[1].close if len(bars) > 1 else None
+            if previous is not None and bars[0].split:
+                previous = (previous / bars[0].split).quantize(PRICE_STEP, ROUND_HALF_EVEN)
             points[ticker] = bars[0].point(previous_close=previous)
         return points
 
@@ -167,3 +190,87 @@ class QuotaWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} = {self.count if self.at is None else self.at}"
+
+
+class CorporateActionQuerySet(models.QuerySet):
+    def points(self) -> list[CorporateActionPoint]:
+        rows = self.order_by("date", "-kind", "ticker").values_list(
+            "ticker", "kind", "date", "value", "source", "pay_date", "record_date"
+        )
+        return [CorporateActionPoint(*row) for row in rows]
+
+    def splits_after(self, tickers: Sequence[str], day: date) -> dict[str, list[tuple]]:
+        """{ticker: [(effective date, factor), ...]} of the splits effective after ``day``."""
+        rows = self.filter(kind=ActionKind.SPLIT, ticker__in=list(tickers), date__gt=day)
+        found: dict[str, list[tuple]] = {}
+        for ticker, when, factor in rows.order_by("date").values_list("ticker", "date", "value"):
+            found.setdefault(ticker, []).append((when, factor))
+        return found
+
+
+class CorporateAction(models.Model):
+    """A split or a cash dividend of one ticker (PRODUCT §3.11), as the provider or an import
+    gave it. Prices stay stored as traded; the port adjusts them on read, and the ledger applies
+    each action to the positions it reaches (``portfolios.services.apply_corporate_actions``).
+    """
+
+    class Kind(models.TextChoices):
+        SPLIT = ActionKind.SPLIT, "Split"
+        DIVIDEND = ActionKind.DIVIDEND, "Dividend"
+
+    SOURCE_CHOICES = PriceHistory.SOURCE_CHOICES
+
+    ticker = models.CharField(max_length=10)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    date = models.DateField(help_text="A split's effective date; a dividend's ex-date.")
+    value = models.DecimalField(
+        max_digits=20,
+        decimal_places=10,
+        help_text="A split's factor (new shares per old share); a dividend's cash per share.",
+    )
+    record_date = models.DateField(null=True, blank=True)
+    pay_date = models.DateField(null=True, blank=True)
+    declaration_date = models.DateField(null=True, blank=True)
+    source = models.CharField(max_length=20, choices=SOURCE_CHOICES)
+    fetched_at = models.DateTimeField()
+
+    objects = CorporateActionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-date", "ticker"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticker", "kind", "date"], name="corporateaction_unique"
+            ),
+            models.CheckConstraint(condition=Q(value__gt=0), name="corporateaction_value_positive"),
+            models.CheckConstraint(
+                condition=Q(kind__in=[ActionKind.SPLIT, ActionKind.DIVIDEND]),
+                name="corporateaction_kind_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["ticker", "date"], name="corporateaction_ticker_date")]
+
+    def __str__(self) -> str:
+        return f"{self.ticker} {self.point().label} on {self.date:%Y-%m-%d}"
+
+    def point(self) -> CorporateActionPoint:
+        return CorporateActionPoint(
+            self.ticker,
+            self.kind,
+            self.date,
+            self.value,
+            self.source,
+            self.pay_date,
+            self.record_date,
+        )
+
+
+class ActionsCheck(models.Model):
+    """When a ticker's splits and dividends were last fetched from the provider: the scheduled
+    job asks again only after ``[refresh] actions_every_days``."""
+
+    ticker = models.CharField(max_length=10, primary_key=True)
+    checked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.ticker} actions checked {self.checked_at:%Y-%m-%d %H:%M}"

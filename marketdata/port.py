@@ -22,6 +22,15 @@ from functools import cache
 from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
+from django.dispatch import Signal
+
+# --- what happened ------------------------------------------------------------------------------
+# Sent after new daily bars or corporate actions of ``tickers`` are stored (by a refresh, an
+# import, a fetch), once their transaction has committed: what keeps positions in step with the
+# market (the ledger applies splits and dividends) listens here.
+market_data_stored = Signal()  # providing_args: tickers (a tuple of str)
+
+
 # --- the market's clock -------------------------------------------------------------------------
 NEW_YORK = ZoneInfo("America/New_York")
 CLOSE_TIME = time(16, 0)
@@ -188,6 +197,54 @@ class PricePoint(NamedTuple):
         return day_start(session_date(self.as_of))
 
 
+class ActionKind:
+    """What a corporate action is."""
+
+    SPLIT = "SPLIT"
+    DIVIDEND = "DIVIDEND"
+
+    LABELS = {SPLIT: "Split", DIVIDEND: "Dividend"}
+
+
+class CorporateActionPoint(NamedTuple):
+    """One split or cash dividend of one ticker.
+
+    ``date`` is a split's effective date (the first session traded at the new share count) or
+    a dividend's ex-date (a share bought that session or later does not get it). ``value`` is a
+    split's factor (new shares per old share: 10 for a 10-for-1, 0.1 for a 1-for-10 reverse
+    split) or a dividend's cash per share in USD. ``pay_date`` is when a dividend is paid, when
+    known.
+    """
+
+    ticker: str
+    kind: str
+    date: date
+    value: Decimal
+    source: str
+    pay_date: date | None = None
+    record_date: date | None = None
+
+    @property
+    def is_split(self) -> bool:
+        return self.kind == ActionKind.SPLIT
+
+    @property
+    def payable_on(self) -> date:
+        """The day a dividend is credited: its pay date, or its ex-date when none is known."""
+        return self.pay_date or self.date
+
+    @property
+    def label(self) -> str:
+        if self.is_split:
+            new, old = self.value.as_integer_ratio()
+            return f"{new}-for-{old} split"
+        return f"dividend of ${self.value.normalize():f} a share"
+
+    @property
+    def source_label(self) -> str:
+        return Source.LABELS.get(self.source, self.source)
+
+
 @dataclass(frozen=True, slots=True)
 class SymbolMatch:
     ticker: str
@@ -213,11 +270,22 @@ class MarketDataPort(Protocol):
         starts no fetch. A ticker being fetched is ``pending`` (PriceFetching if nothing is
         stored)."""
 
-    def get_price_at(self, ticker: str, when: datetime) -> PricePoint:
-        """The last daily bar at or before ``when`` (UTC)."""
+    def get_price_at(self, ticker: str, when: datetime, *, adjusted: bool = False) -> PricePoint:
+        """The last daily bar at or before ``when`` (UTC). ``adjusted``: in today's shares
+        (prices divided by the factors of the splits recorded after its session)."""
 
-    def get_price_history(self, ticker: str, start: date, end: date) -> list[PricePoint]:
-        """Daily bars with session dates from ``start`` to ``end`` inclusive, oldest first."""
+    def get_price_history(
+        self, ticker: str, start: date, end: date, *, adjusted: bool = False
+    ) -> list[PricePoint]:
+        """Daily bars with session dates from ``start`` to ``end`` inclusive, oldest first.
+        Stored as traded; ``adjusted``: each bar divided by the factors of the splits recorded
+        after its session (volume multiplied), so the series is continuous across them."""
+
+    def get_corporate_actions(
+        self, tickers: Iterable[str], *, since: date | None = None
+    ) -> list[CorporateActionPoint]:
+        """The recorded splits and dividends of ``tickers`` (dated ``since`` or later), oldest
+        first, then splits before dividends of the same date."""
 
     def search_symbols(self, query: str) -> list[SymbolMatch]:
         """Tickers matching ``query`` (prefix of ticker or name), best first."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.cache import cache
 
-from marketdata.port import PricePoint
+from marketdata.port import PricePoint, market_data_stored
 
 CURRENT_KEY = "md:v2:current:{ticker}"  # a PricePoint, or NOT_FOUND (the negative cache)
 DEMO_AS_OF_KEY = "md:v2:demo-as-of"
@@ -43,3 +43,12 @@ def said_unknown(ticker: str) -> bool:
 def forget_current_prices(tickers: Iterable[str]) -> None:
     """Drop cached current prices after new bars were stored for ``tickers``."""
     cache.delete_many([current_key(t) for t in tickers] + [DEMO_AS_OF_KEY])
+
+
+def announce_stored(tickers: Iterable[str]) -> None:
+    """New bars or actions of ``tickers`` were stored and committed: drop their cached prices
+    and tell the listeners of ``market_data_stored`` (the ledger applies splits and dividends)."""
+    tickers = tuple(dict.fromkeys(tickers))
+    if tickers:
+        forget_current_prices(tickers)
+        market_data_stored.send(sender=announce_stored, tickers=tickers)

@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from marketdata import price_cache
-from marketdata.models import PriceHistory
+from marketdata.models import ActionsCheck, PriceHistory
 from marketdata.port import (
     InvalidTicker,
     MarketDataError,
@@ -66,6 +66,7 @@ class RefreshSummary:
     deferred: tuple[str, ...] = ()  # not tried: the day's scheduled share of the quota is spent
     quota_left_day: int | None = None  # calls left today for anyone (None: quota unreadable)
     note: str = ""  # why the run stopped early or did nothing
+    actions_checked: tuple[str, ...] = ()  # tickers whose splits and dividends were fetched
 
     @property
     def ok(self) -> bool:
@@ -77,6 +78,8 @@ class RefreshSummary:
             f"refreshed={len(self.refreshed)} skipped_fresh={len(self.skipped_fresh)} "
             f"failed={len(self.failed)} deferred={len(self.deferred)} quota_left_day={left}"
         )
+        if self.actions_checked:
+            text += f" actions_checked={len(self.actions_checked)}"
         return text + (f' note="{self.note}"' if self.note else "")
 
 
@@ -96,7 +99,7 @@ def refresh_prices(
     ``now`` is the moment freshness is judged at (default: now); ``log`` receives one line per
     fetched ticker (the command prints them). Stores the summary for the status page.
     """
-    summary = _run(tracked_tickers, now=now, log=log)
+    summary = _run(tracked_tickers, now=now, log=log, actions=True)
     logger.info("run=scheduled %s", summary.line())
     cache.set(LAST_REFRESH_KEY, summary, timeout=None)
     return summary
@@ -127,7 +130,7 @@ def refresh_tickers(
     return summary
 
 
-def _run(plan_of, *, now: datetime | None, log) -> RefreshSummary:
+def _run(plan_of, *, now: datetime | None, log, actions: bool = False) -> RefreshSummary:
     started = timezone.now()
     upstream = get_upstream()
     if upstream is None:
@@ -166,11 +169,20 @@ def _run(plan_of, *, now: datetime | None, log) -> RefreshSummary:
         deferred += report.remaining
         note = note or report.stopped_because
 
+    checked: list[str] = []
+    if actions and not deferred:  # prices first: splits and dividends take what is left
+        due = actions_due([(t, p) for t, p in plan if t not in failed])
+        report = fetch_actions(upstream=upstream, plan=due, log=log)
+        checked = report.fetched
+        failed.update(report.failed)
+        note = note or report.stopped_because
+
     try:
         left = get_quota().status().left_day
     except MarketDataError:  # the quota's store is unreachable: say so, do not fail the run
         left = None
     return RefreshSummary(
+        actions_checked=tuple(checked),
         started_at=started,
         finished_at=timezone.now(),
         refreshed=tuple(refreshed),
@@ -260,4 +272,62 @@ def fetch_tickers(
         if progress is not None:
             progress.update(1)
     report.remaining = queue
+    return report
+
+
+# --- splits and dividends: at most every actions_every_days per ticker ---------------------------
+def actions_due(plan: list[tuple[str, Priority]]) -> list[tuple[str, Priority]]:
+    """The tickers of ``plan`` whose splits and dividends were not fetched within
+    ``[refresh] actions_every_days`` (one query), in the plan's order."""
+    days = settings.PAPERTRADE.refresh.actions_every_days
+    if not days or not plan:
+        return []
+    since = timezone.now() - timedelta(days=days)
+    recent = set(
+        ActionsCheck.objects.filter(
+            ticker__in=[t for t, _ in plan], checked_at__gte=since
+        ).values_list("ticker", flat=True)
+    )
+    return [(t, p) for t, p in plan if t not in recent]
+
+
+@dataclass
+class ActionsReport:
+    fetched: list[str]
+    failed: dict[str, str]
+    remaining: list[str]
+    stopped_because: str = ""
+
+
+def fetch_actions(
+    *, upstream: Upstream, plan: list[tuple[str, Priority]], log: Callable[[str], None]
+) -> ActionsReport:
+    """Fetch each planned ticker's splits and dividends through the quota (two calls each, at
+    its priority); stop when the scheduled share is spent, like ``fetch_tickers``."""
+    spacing = settings.PAPERTRADE.quota.min_seconds_between_calls
+    report = ActionsReport(fetched=[], failed={}, remaining=[])
+    queue = list(plan)
+    while queue:
+        ticker, priority = queue[0]
+        try:
+            stored = upstream.fetch_actions(
+                ticker, priority=priority, wait=spacing + SPACING_WAIT_SLACK
+            )
+        except RateLimited as exc:
+            if exc.scope in ("second", "minute") and exc.retry_at is not None:
+                pause = (exc.retry_at - timezone.now()).total_seconds()
+                if pause <= LONGEST_WINDOW_WAIT:
+                    time.sleep(max(pause, 0.05))
+                    continue
+            until = f" until {exc.retry_at:%Y-%m-%d %H:%M} UTC" if exc.retry_at else ""
+            report.stopped_because = f"the quota is spent{until}"
+            break
+        except MarketDataError as exc:
+            report.failed[ticker] = f"splits and dividends: {exc}"
+            log(f"{ticker}: splits and dividends failed: {exc}")
+        else:
+            report.fetched.append(ticker)
+            log(f"{ticker}: splits and dividends: {stored.inserted} new, {stored.updated} changed")
+        queue.pop(0)
+    report.remaining = [t for t, _ in queue]
     return report

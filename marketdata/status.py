@@ -1,25 +1,42 @@
 """The staff's market-data status page, read in one go: quota, last refresh, cache hit ratio,
-per-ticker freshness and coverage gaps. Derived on read (nothing here is stored).
+per-ticker freshness, coverage gaps and suspected unrecorded splits. Derived on read (nothing
+here is stored).
 
 Its cost does not grow with the number of tickers: one query for the latest bars, one
-aggregate for every ticker's stored range, one for the dates of the tickers with gaps, the
-quota's own read, and one cache round-trip for the last refresh and the hit counters.
+aggregate for every ticker's stored range, one for the dates of the tickers with gaps, one
+window query for the suspected splits, the quota's own read, and one cache round-trip for the
+last refresh and the hit counters.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Max, Min
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Lag, TruncDate
 from django.utils import timezone
 
 from marketdata import cache_stats
-from marketdata.models import Interval, PriceHistory
-from marketdata.port import MarketDataError, Source, session_date
+from marketdata.models import CorporateAction, Interval, PriceHistory
+from marketdata.port import NEW_YORK, ActionKind, MarketDataError, Source, session_date
 from marketdata.quota import Priority, QuotaStatus, get_quota
 from marketdata.refresh import LAST_REFRESH_KEY, RefreshSummary, tracked_tickers
 from marketdata.trading_calendar import latest_due_close, nyse
@@ -30,6 +47,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MISSING_SHOWN = 10  # missing sessions listed per ticker; the rest are counted
+
+# A day-over-day move beyond ±40 % with no split recorded on that session is listed as a
+# suspected unrecorded split (PRODUCT §3.11): a close above 1.4 or below 0.6 times the one before.
+SPLIT_JUMP_UP = Decimal("1.4")
+SPLIT_JUMP_DOWN = Decimal("0.6")
+SPLITS_LOOKBACK = timedelta(days=730)  # only bars this recent are read (the page stays fast)
+SPLITS_SHOWN = 50  # suspected splits listed on the page, newest first; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,34 @@ class CacheReads:
 
 
 @dataclass(frozen=True)
+class SuspectedSplit:
+    """A day-over-day move beyond ±40 % with no split recorded on its session."""
+
+    ticker: str
+    session: date  # the session of the bar that moved
+    previous_close: Decimal  # the close of the ticker's bar before it, as traded
+    close: Decimal
+    change_pct: Decimal  # (close / previous close - 1) * 100, to 0.1
+    ratio: str  # the split it looks like: "10-for-1", "3-for-2", "1-for-2" (a reverse split)
+
+
+def implied_ratio(previous_close: Decimal, close: Decimal) -> str:
+    """The simple split ratio nearest to a move from ``previous_close`` to ``close``.
+
+    A fall is an n-for-1 split (n new shares for each old one: 1,112.17 to 110.29 is 10-for-1),
+    a rise a 1-for-n reverse split; a factor under 1.75 reads as 3-for-2 (or 2-for-3).
+    """
+    factor = previous_close / close
+    forward = factor >= 1
+    size = factor if forward else 1 / factor
+    if size < Decimal("1.75"):
+        new, old = 3, 2
+    else:
+        new, old = int(size.to_integral_value(ROUND_HALF_UP)), 1
+    return f"{new}-for-{old}" if forward else f"{old}-for-{new}"
+
+
+@dataclass(frozen=True)
 class MarketDataStatus:
     now: datetime
     live: bool
@@ -94,6 +146,8 @@ class MarketDataStatus:
     tickers: list[TickerFreshness]
     gaps: list[CoverageGap]
     upstream: dict | None
+    suspected_splits: list[SuspectedSplit]  # the newest SPLITS_SHOWN of them
+    suspected_split_count: int  # all of them
 
     @property
     def scheduled_per_day(self) -> int:
@@ -134,6 +188,7 @@ def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:
     last = cached.get(LAST_REFRESH_KEY)
 
     q = settings.PAPERTRADE.quota
+    splits = suspected_splits(now=now)
     return MarketDataStatus(
         now=now,
         live=is_live(),
@@ -148,6 +203,8 @@ def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:
         tickers=_freshness(plan, now),
         gaps=coverage_gaps(tickers),
         upstream=upstream_status() if is_live() else None,
+        suspected_splits=splits[:SPLITS_SHOWN],
+        suspected_split_count=len(splits),
     )
 
 
@@ -209,6 +266,61 @@ def coverage_gaps(tickers: list[str]) -> list[CoverageGap]:
                 )
             )
     return gaps
+
+
+def suspected_splits(*, now: datetime | None = None) -> list[SuspectedSplit]:
+    """Day-over-day moves beyond ±40 % in the daily bars of the last two years (every ticker
+    stored, not only the tracked ones) with no SPLIT recorded on the bar's session, newest
+    first. One query; the caller shows as many as it wants (there are normally none).
+
+    ``LAG(close) OVER (PARTITION BY ticker ORDER BY timestamp)`` gives each bar the close
+    before it. The move and the split lookup are one CASE in the same select, which Django
+    filters on outside the window (``SELECT … FROM (… window …) WHERE qual``): the
+    ``NOT EXISTS`` of the corporate actions is asked only for the bars that moved that much. A
+    ``NOT EXISTS`` filter of its own would be applied under the window: the split's bar would
+    drop out, and the day after it would be compared with the close before the split.
+
+    The database does not sort or limit (the inner query would repeat the sort over every bar
+    of the two years); the few rows found are sorted here. The first bar of the two years has
+    no previous one in the window, so a move on that day is not seen.
+    """
+    now = now or timezone.now()
+    recorded = CorporateAction.objects.filter(
+        kind=ActionKind.SPLIT, ticker=OuterRef("ticker"), date=OuterRef("session")
+    )
+    rose = Q(close__gt=F("previous") * SPLIT_JUMP_UP)
+    fell = Q(close__lt=F("previous") * SPLIT_JUMP_DOWN)
+    rows = (
+        PriceHistory.objects.filter(interval=Interval.DAILY, timestamp__gte=now - SPLITS_LOOKBACK)
+        .alias(session=TruncDate("timestamp", tzinfo=NEW_YORK))
+        .annotate(
+            previous=Window(Lag("close"), partition_by=F("ticker"), order_by=F("timestamp").asc())
+        )
+        .annotate(
+            suspect=Case(
+                When(rose | fell, then=~Exists(recorded)),
+                default=Value(False),
+                output_field=BooleanField(),
+            )
+        )
+        .filter(suspect=True)
+        .order_by()
+        .values_list("ticker", "timestamp", "previous", "close")
+    )
+    found = [
+        SuspectedSplit(
+            ticker=ticker,
+            session=session_date(moment),
+            previous_close=previous,
+            close=close,
+            change_pct=((close / previous - 1) * 100).quantize(Decimal("0.1"), ROUND_HALF_UP),
+            ratio=implied_ratio(previous, close),
+        )
+        for ticker, moment, previous, close in rows
+    ]
+    found.sort(key=lambda s: s.ticker)
+    found.sort(key=lambda s: s.session, reverse=True)
+    return found
 
 
 def _sessions(first: date, last: date) -> pd.DatetimeIndex:

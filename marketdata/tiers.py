@@ -35,8 +35,10 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from marketdata import cache_stats, price_cache
-from marketdata.models import PriceHistory
+from marketdata.adjust import adjust_previous_close, split_adjusted
+from marketdata.models import CorporateAction, PriceHistory
 from marketdata.port import (
+    CorporateActionPoint,
     MarketDataError,
     MarketDataUnavailable,
     NoStoredPrices,
@@ -260,7 +262,7 @@ class TieredMarketData:
         return answers
 
     # --- history --------------------------------------------------------------------------
-    def get_price_at(self, ticker: str, when: datetime) -> PricePoint:
+    def get_price_at(self, ticker: str, when: datetime, *, adjusted: bool = False) -> PricePoint:
         """The last stored daily bar at or before ``when``, with the close before it.
 
         Its staleness is judged against ``when``, not now: Saturday's price is Friday's close,
@@ -288,9 +290,35 @@ class TieredMarketData:
                 f"first stored bar is {session_date(first):%Y-%m-%d}."
             )
         previous = rows[1].close if len(rows) > 1 else None
-        return self.judged(rows[0].point(previous_close=previous), self.due_session(at=when))
+        point = self.judged(rows[0].point(previous_close=previous), self.due_session(at=when))
+        if previous is not None or adjusted:
+            since = session_date(rows[1].timestamp if len(rows) > 1 else rows[0].timestamp)
+            splits = CorporateAction.objects.splits_after([ticker], since).get(ticker, [])
+            point = adjust_previous_close(point, splits)
+            if adjusted:
+                point = split_adjusted([point], splits)[0]
+        return point
 
-    def get_price_history(self, ticker: str, start: date, end: date) -> list[PricePoint]:
+    def get_price_history(
+        self, ticker: str, start: date, end: date, *, adjusted: bool = False
+    ) -> list[PricePoint]:
+        """``_history`` as stored (as traded) or, ``adjusted``, in today's shares: one more
+        query, for the splits after ``start``."""
+        points = self._history(ticker, start, end)
+        if adjusted and points:
+            splits = CorporateAction.objects.splits_after([ticker], points[0].session_date)
+            points = split_adjusted(points, splits.get(ticker, []))
+        return points
+
+    def get_corporate_actions(
+        self, tickers: Iterable[str], *, since: date | None = None
+    ) -> list[CorporateActionPoint]:
+        rows = CorporateAction.objects.filter(ticker__in=list(tickers))
+        if since is not None:
+            rows = rows.filter(date__gte=since)
+        return rows.points()
+
+    def _history(self, ticker: str, start: date, end: date) -> list[PricePoint]:
         """Daily bars with session dates ``start``..``end`` inclusive, oldest first (one index
         range scan); TickerNotFound when nothing at all is stored for ``ticker``.
 

@@ -39,12 +39,14 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
 from marketdata import breaker, price_cache
+from marketdata.actions import NewAction, StoredActions, store_actions
 from marketdata.alpha_vantage import AlphaVantageClient, DailySeries, Quote, TransientError
 from marketdata.bars import DailyBar
-from marketdata.models import PriceHistory
+from marketdata.models import ActionsCheck, PriceHistory
 from marketdata.port import (
     InvalidTicker,
     MarketDataError,
@@ -55,6 +57,7 @@ from marketdata.port import (
     Source,
     SymbolMatch,
     TickerNotFound,
+    market_data_stored,
     normalize_ticker,
     session_date,
 )
@@ -150,6 +153,31 @@ class Upstream:
             if priority == Priority.INTERACTIVE and md.global_quote:
                 return self._store_quote(self._call(self.client.quote, ticker, priority, wait))
             return self._store(self._call(self.client.daily, ticker, priority, wait))
+
+    def fetch_actions(self, ticker: str, *, priority: Priority, wait: float = 0.0) -> StoredActions:
+        """Fetch ``ticker``'s splits and dividends (SPLITS, then DIVIDENDS: two calls, each a
+        quota take at ``priority``) and store them; note when, so the scheduled job asks again
+        only after ``[refresh] actions_every_days``. Raises like ``fetch``; what a first call
+        brought is stored only when both answered."""
+        splits = self._call(self.client.splits, ticker, priority, wait)
+        dividends = self._call(self.client.dividends, ticker, priority, wait)
+        actions = [
+            NewAction(
+                ticker=ticker,
+                kind=a.kind,
+                date=a.date,
+                value=a.value,
+                pay_date=a.pay_date,
+                record_date=a.record_date,
+                declaration_date=a.declaration_date,
+            )
+            for a in [*splits, *dividends]
+        ]
+        stored = store_actions(actions, source=Source.ALPHA_VANTAGE)
+        ActionsCheck.objects.update_or_create(
+            ticker=ticker, defaults={"checked_at": timezone.now()}
+        )
+        return stored
 
     def request(self, ticker: str) -> None:
         """Have ``ticker`` fetched in the background, unless a fetch of it is already queued or
@@ -328,6 +356,10 @@ class Upstream:
         if previous_close is not None:
             point = point.replace(previous_close=previous_close)
         price_cache.remember(point)
+        if inserted:  # a new session: positions may have splits or dividends to apply
+            transaction.on_commit(
+                lambda: market_data_stored.send(sender=Upstream, tickers=(ticker,))
+            )
         return Fetch(ticker=ticker, point=point, inserted=inserted, updated=updated)
 
     # --- single flight --------------------------------------------------------------------------

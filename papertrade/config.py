@@ -80,6 +80,7 @@ class RefreshConfig:
     cron: str
     timezone: str
     watchlist: tuple[str, ...]
+    actions_every_days: int
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ def _validate(config: Config) -> None:
             raise bad(key, f"names no known time zone: {tz!r}") from None
     if len(config.refresh.cron.split()) != 5:
         raise bad("refresh.cron", "must have five fields: minute hour day month day-of-week")
+    if config.refresh.actions_every_days < 0:
+        raise bad("refresh.actions_every_days", "must not be negative (0: never fetch them)")
     if config.ui.poll_interval_seconds < 1:
         raise bad("ui.poll_interval_seconds", "must be at least 1")
     if config.ui.transactions_per_page < 1:

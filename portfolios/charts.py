@@ -12,10 +12,11 @@ from __future__ import annotations
 from calendar import monthrange
 from collections.abc import Sequence
 from datetime import date, timedelta
+from decimal import Decimal
 
 from django.utils.html import format_html, json_script
 
-from marketdata.port import PricePoint
+from marketdata.port import CorporateActionPoint, PricePoint
 
 # --- the stock page's ranges ---------------------------------------------------------------
 CHART_RANGES = {"1M": 1, "3M": 3, "6M": 6, "1Y": 12, "ALL": None}  # months back; None: all
@@ -58,30 +59,85 @@ def _html(figure: dict, div_id: str, label: str, kind: str) -> str:
     )
 
 
-def price_chart(ticker: str, history: Sequence[PricePoint]) -> str:
-    """A daily close chart as an HTML fragment (a div and a script calling Plotly)."""
+AS_TRADED = "traded"  # ?prices=traded: the stored bars as they traded, splits and all
+
+
+def day_changes(
+    history: Sequence[PricePoint], splits: Sequence[CorporateActionPoint], *, adjusted: bool
+) -> list[Decimal | None]:
+    """Each bar's change on the day in %, like with like: as traded, a bar on a split's
+    effective date is compared with the close before divided by the factor (NFLX 2025-11-17:
+    110.29 against 111.217, −0.83 %, not −90 %); adjusted bars are alike already."""
+    factors = {a.date: a.value for a in splits} if not adjusted else {}
+    changes: list[Decimal | None] = [None]
+    for before, bar in zip(history, history[1:], strict=False):
+        previous = before.close / factors.get(bar.session_date, 1)
+        changes.append(((bar.close - previous) / previous * 100).quantize(Decimal("0.01")))
+    return changes[: len(history)]
+
+
+def price_chart(
+    ticker: str,
+    history: Sequence[PricePoint],
+    *,
+    splits: Sequence[CorporateActionPoint] = (),
+    adjusted: bool = False,
+) -> str:
+    """A daily close chart as an HTML fragment (a div and a script calling Plotly): split-
+    adjusted or as traded (then each split is marked where it took effect), with each day's
+    change, like with like, in the hover."""
+    changes = day_changes(history, splits, adjusted=adjusted)
     trace = {
         "type": "scatter",
         "mode": "lines",
         "name": ticker,
         "x": [p.session_date.isoformat() for p in history],
         "y": [str(p.price) for p in history],
+        "customdata": ["" if c is None else f"{c:+.2f} % on the day" for c in changes],
         "line": {"width": 1.5},
         # %{y} carries the axis's "$" prefix already.
-        "hovertemplate": "%{x|%a %b %-d, %Y}<br>%{y}<extra></extra>",
+        "hovertemplate": "%{x|%a %b %-d, %Y}<br>%{y}<br>%{customdata}<extra></extra>",
     }
+    how = "split-adjusted" if adjusted else "as traded"
     layout = {
         "margin": {"l": 60, "r": 20, "t": 10, "b": 40},
         "height": 360,
         "yaxis": {
-            "title": {"text": "Close (USD, as traded)"},
+            "title": {"text": f"Close (USD, {how})"},
             "tickprefix": "$",
             "hoverformat": ",.2f",
         },
         "xaxis": {"type": "date"},
     }
+    if not adjusted and splits:
+        layout["shapes"] = [
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": a.date.isoformat(),
+                "x1": a.date.isoformat(),
+                "y0": 0,
+                "y1": 1,
+                "line": {"dash": "dot", "width": 1},
+            }
+            for a in splits
+        ]
+        layout["annotations"] = [
+            {
+                "x": a.date.isoformat(),
+                "xref": "x",
+                "y": 1,
+                "yref": "paper",
+                "text": a.label,
+                "showarrow": False,
+                "xanchor": "left",
+                "yanchor": "top",
+            }
+            for a in splits
+        ]
     figure = {"data": [trace], "layout": layout}
-    return _html(figure, f"chart-{ticker}", f"Daily closes of {ticker}", "price")
+    return _html(figure, f"chart-{ticker}", f"Daily closes of {ticker}, {how}", "price")
 
 
 def allocation_chart(summary) -> str:

@@ -80,6 +80,10 @@ class Transaction(models.Model):
         WITHDRAWAL = "WITHDRAWAL", "Withdrawal"
         BUY = "BUY", "Buy"
         SELL = "SELL", "Sell"
+        SPLIT = "SPLIT", "Split"
+        DIVIDEND = "DIVIDEND", "Dividend"
+
+    ACTIONS = (Kind.SPLIT, Kind.DIVIDEND)  # corporate actions applied to a position (§2.8)
 
     portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="transactions")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -95,6 +99,12 @@ class Transaction(models.Model):
     price_source = models.CharField(max_length=20, blank=True)
     price_as_of = models.DateTimeField(null=True, blank=True)
     price_was_stale = models.BooleanField(null=True, blank=True)
+    # Corporate actions only: the action's date (a split's effective date, a dividend's
+    # ex-date) and its value (the split factor, or the dividend's cash per share). A SPLIT's
+    # quantity is the shares it added (negative for a reverse split); a DIVIDEND's the shares it
+    # paid on. Their provenance (source, as-of) is the action's.
+    effective_on = models.DateField(null=True, blank=True)
+    action_value = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
 
     objects = TransactionQuerySet.as_manager()
 
@@ -137,11 +147,39 @@ class Transaction(models.Model):
             ),
             models.CheckConstraint(
                 name="txn_kind_valid",
-                condition=Q(kind__in=["DEPOSIT", "WITHDRAWAL", "BUY", "SELL"]),
+                condition=Q(kind__in=["DEPOSIT", "WITHDRAWAL", "BUY", "SELL", "SPLIT", "DIVIDEND"]),
+            ),
+            models.CheckConstraint(
+                name="txn_action_shape",
+                condition=~Q(kind__in=["SPLIT", "DIVIDEND"])
+                | (
+                    ~Q(ticker="")
+                    & Q(effective_on__isnull=False)
+                    & Q(action_value__gt=0)
+                    & Q(quantity__isnull=False)
+                    & ~Q(quantity=0)
+                    & Q(price__isnull=True)
+                    & ~Q(price_source="")
+                ),
+            ),
+            models.CheckConstraint(
+                name="txn_split_moves_no_cash", condition=~Q(kind="SPLIT") | Q(cash_change=0)
+            ),
+            models.CheckConstraint(
+                name="txn_dividend_pays",
+                condition=~Q(kind="DIVIDEND") | (Q(cash_change__gt=0) & Q(quantity__gt=0)),
+            ),
+            # Each action reaches a portfolio once, however often the job runs or races.
+            models.UniqueConstraint(
+                fields=["portfolio", "kind", "ticker", "effective_on"],
+                condition=Q(kind__in=["SPLIT", "DIVIDEND"]),
+                name="txn_one_entry_per_action",
             ),
         ]
 
     def __str__(self) -> str:
+        if self.effective_on:
+            return f"{self.kind} {self.ticker} {self.action_label} ({self.effective_on})"
         if self.ticker:
             return f"{self.kind} {self.quantity} {self.ticker} @ {self.price}"
         return f"{self.kind} {self.cash_change}"
@@ -154,6 +192,16 @@ class Transaction(models.Model):
     @property
     def total(self) -> Decimal:
         return abs(self.cash_change)
+
+    @property
+    def action_label(self) -> str:
+        """What a corporate action was: "10-for-1 split", "$0.26 a share"."""
+        if self.kind == self.Kind.SPLIT:
+            new, old = self.action_value.normalize().as_integer_ratio()
+            return f"{new}-for-{old} split"
+        if self.kind == self.Kind.DIVIDEND:
+            return f"${self.action_value.normalize():f} a share"
+        return ""
 
     @property
     def price_source_label(self) -> str:

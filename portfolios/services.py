@@ -8,24 +8,30 @@ the running totals. A broken rule raises a :class:`LedgerError` and writes nothi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Case, DecimalField, F, Q, Sum, When
 from django.utils import timezone
 
-from marketdata.port import InvalidTicker as _BadTicker
 from marketdata.port import (
+    CorporateActionPoint,
     MarketDataPort,
     MarketDataUnavailable,
     NoStoredPrices,
     PriceFetching,
     PricePoint,
     TickerNotFound,
+    close_of,
+    day_start,
     get_price_port,
     normalize_ticker,
+    session_date,
 )
+from marketdata.port import InvalidTicker as _BadTicker
 from portfolios.exceptions import (
     BalanceLimitExceeded,
     InsufficientFunds,
@@ -46,6 +52,7 @@ from portfolios.money import (
     decimal_places,
     format_money,
     to_cash,
+    to_quantity,
 )
 
 ZERO = Decimal("0")
@@ -359,6 +366,126 @@ def portfolio_sell(
     return txn
 
 
+# --- corporate actions (PRODUCT §2.8) ---------------------------------------------------------
+@dataclass(frozen=True)
+class AppliedActions:
+    splits: int = 0
+    dividends: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.splits} split entries and {self.dividends} dividend entries appended"
+
+
+def apply_corporate_actions(
+    *, tickers: Iterable[str] | None = None, prices: MarketDataPort | None = None, today=None
+) -> AppliedActions:
+    """Append the ``SPLIT`` and ``DIVIDEND`` entries that the recorded actions owe positions.
+
+    An action reaches every portfolio that held its ticker when it took effect: the shares of
+    the trades filled at prices of sessions *before* its date (a split's effective date, a
+    dividend's ex-date; a buy on the ex-date gets nothing), with earlier splits' shares. A split
+    adds ``held × factor − held`` shares (rounded half-even to 4 places) and leaves the cash and
+    the cost basis alone, so the average cost divides by the factor and value and gains run on
+    unbroken. A dividend is credited on its pay date (its ex-date when none is known), to the
+    cent, half-even: ``held × amount``. Idempotent: each (portfolio, action) has at most one
+    entry, enforced by the database; each is written under the portfolio's row lock, like a
+    trade, so a trade racing it is ordered before or after it, never in between.
+    """
+    port = prices or get_price_port()
+    traded = Transaction.objects.filter(kind=Transaction.Kind.BUY)
+    if tickers is not None:
+        traded = traded.filter(ticker__in=list(tickers))
+    candidates = sorted(set(traded.values_list("ticker", flat=True).distinct()))
+    if not candidates:
+        return AppliedActions()
+    today = today or session_date(timezone.now())
+    splits = dividends = 0
+    for action in port.get_corporate_actions(candidates):
+        if action.date > today or (not action.is_split and action.payable_on > today):
+            continue
+        kind = Transaction.Kind.SPLIT if action.is_split else Transaction.Kind.DIVIDEND
+        held_then = Transaction.objects.filter(
+            ticker=action.ticker, kind=Transaction.Kind.BUY, price_as_of__lt=day_start(action.date)
+        )
+        done = Transaction.objects.filter(kind=kind, ticker=action.ticker, effective_on=action.date)
+        owed = set(held_then.values_list("portfolio_id", flat=True).distinct()) - set(
+            done.values_list("portfolio_id", flat=True)
+        )
+        for portfolio_id in sorted(owed):
+            if _apply_action(portfolio_id, action, kind) is not None:
+                splits += action.is_split
+                dividends += not action.is_split
+    return AppliedActions(splits=splits, dividends=dividends)
+
+
+def _held_before(portfolio: Portfolio, ticker: str, day) -> Decimal:
+    """Shares of ``ticker`` held at the close before ``day``, as the ledger says."""
+    signed = Case(
+        When(kind=Transaction.Kind.SELL, then=-F("quantity")),
+        default=F("quantity"),
+        output_field=DecimalField(),
+    )
+    found = (
+        Transaction.objects.filter(portfolio=portfolio, ticker=ticker)
+        .filter(
+            Q(
+                kind__in=[Transaction.Kind.BUY, Transaction.Kind.SELL],
+                price_as_of__lt=day_start(day),
+            )
+            | Q(kind=Transaction.Kind.SPLIT, effective_on__lt=day)
+        )
+        .aggregate(held=Sum(signed))["held"]
+    )
+    return found or ZERO
+
+
+def _apply_action(portfolio_id: int, action: CorporateActionPoint, kind: str) -> Transaction | None:
+    with transaction.atomic():
+        locked = Portfolio.objects.select_for_update().get(pk=portfolio_id)
+        done = locked.transactions.filter(kind=kind, ticker=action.ticker, effective_on=action.date)
+        if done.exists():
+            return None  # applied by a run that came first
+        held = _held_before(locked, action.ticker, action.date)
+        if held <= 0:
+            return None
+        row = {
+            "portfolio": locked,
+            "kind": kind,
+            "ticker": action.ticker,
+            "executed_at": timezone.now(),
+            "price_source": action.source,
+            "price_as_of": close_of(action.date),
+            "price_was_stale": False,
+            "effective_on": action.date,
+            "action_value": action.value,
+        }
+        if action.is_split:
+            added = to_quantity(held * action.value) - held
+            if not added:
+                return None
+            entry = Transaction.objects.create(quantity=added, cash_change=ZERO, **row)
+            holding = Holding.objects.filter(portfolio=locked, ticker=action.ticker).first()
+            if holding is None:  # sold since: what was sold was the old shares' count
+                holding = Holding(portfolio=locked, ticker=action.ticker, quantity=ZERO)
+                holding.cost_basis = ZERO
+            holding.quantity += added
+            if holding.quantity > 0:
+                holding.save()
+            elif holding.pk is not None:
+                holding.delete()
+            return entry
+        credit = to_cash(held * action.value)
+        if credit <= 0:
+            return None
+        entry = Transaction.objects.create(
+            quantity=held, cash_change=credit, realized_gain=credit, **row
+        )
+        locked.cash += credit
+        locked.realized_gain += credit
+        locked.save(update_fields=["cash", "realized_gain"])
+        return entry
+
+
 # --- the ledger replayed ----------------------------------------------------------------------
 @dataclass
 class LedgerState:
@@ -384,8 +511,13 @@ def ledger_replay(*, portfolio: Portfolio) -> LedgerState:
         if kind in (Transaction.Kind.DEPOSIT, Transaction.Kind.WITHDRAWAL):
             state.net_contributions += cash_change
             continue
+        if kind == Transaction.Kind.DIVIDEND:  # income: cash, and a realized gain
+            state.realized_gain += cash_change
+            continue
         held, cost = state.holdings.get(ticker, (ZERO, ZERO))
-        if kind == Transaction.Kind.BUY:
+        if kind == Transaction.Kind.SPLIT:  # more (or fewer) shares, the same cost
+            held += quantity
+        elif kind == Transaction.Kind.BUY:
             held, cost = held + quantity, cost - cash_change
         else:
             sold_cost = cost if quantity == held else to_cash(cost * quantity / held)

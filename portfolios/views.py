@@ -407,23 +407,36 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     from portfolios import charts  # plotly loads on the first chart, not at start-up
 
     chart_range = charts.chart_range(request.GET.get("range"))
-    history, chart_error = [], ""
+    adjusted = request.GET.get("prices") != charts.AS_TRADED
+    history, chart_error, splits = [], "", []
     if point is not None:
         # Up to the bar just read: the history needs nothing from upstream that it did not.
         end = point.session_date
+        start = charts.range_start(chart_range, end)
         try:
-            history = port.get_price_history(symbol, charts.range_start(chart_range, end), end)
+            history = port.get_price_history(symbol, start, end, adjusted=adjusted)
         except MarketDataError as exc:
             chart_error = str(exc)
+        if history:
+            splits = [
+                a
+                for a in port.get_corporate_actions([symbol], since=history[0].session_date)
+                if a.is_split and a.date <= end
+            ]
     portfolios = Portfolio.objects.for_user(request.user).only("id", "name")
     context = {
         "ticker": symbol,
         "company": port.company_names([symbol]).get(symbol, ""),
         "point": point,
         "error": error,
-        "chart": charts.price_chart(symbol, history) if history else "",
+        "chart": charts.price_chart(symbol, history, splits=splits, adjusted=adjusted)
+        if history
+        else "",
         "chart_error": chart_error,
         "chart_range": chart_range,
+        "adjusted": adjusted,
+        "splits": splits,
+        "as_traded": charts.AS_TRADED,
         "chart_ranges": charts.CHART_RANGE_LABELS,
         "fetching": fetching,
         "shown_as_of": int(point.as_of.timestamp()) if point else 0,

@@ -221,7 +221,8 @@ class FakeAlphaVantage:
        ``fixtures_dir``, preferring the requested ``outputsize`` and the newest date in the name
        (a compact request served from a ``_full_`` file gets its newest 100 rows);
     7. generated data: TIME_SERIES_DAILY from :meth:`default_daily`, GLOBAL_QUOTE from its last
-       two bars, SYMBOL_SEARCH an empty ``bestMatches``; any other function, "Invalid API call".
+       two bars, SYMBOL_SEARCH an empty ``bestMatches``, SPLITS and DIVIDENDS none (``data: []``);
+       any other function, "Invalid API call".
 
     In slow mode (:meth:`slow`) every answer is sent only after a delay.
 
@@ -476,6 +477,8 @@ class FakeAlphaVantage:
             return _Route(body, 200, 0.0, JSON), apikey
         if function == "SYMBOL_SEARCH":
             return _Route({"bestMatches": []}, 200, 0.0, JSON), apikey
+        if function in ("SPLITS", "DIVIDENDS") and symbol:
+            return _Route({"symbol": symbol, "data": []}, 200, 0.0, JSON), apikey
         return _Route(self._invalid(function), 200, 0.0, JSON), apikey
 
     @staticmethod

@@ -247,3 +247,55 @@ def test_the_command_offline_says_no_provider_and_exits_zero(settings, fake_av):
     out, _ = run()
     assert 'note="no provider configured"' in out
     assert fake_av.count() == 0
+
+
+# --- splits and dividends: after the prices, at most weekly, from the same share ----------------
+def actions_weekly(settings) -> None:
+    refresh = dataclasses.replace(settings.PAPERTRADE.refresh, actions_every_days=7)
+    settings.PAPERTRADE = dataclasses.replace(settings.PAPERTRADE, refresh=refresh)
+
+
+def test_the_scheduled_run_fetches_splits_and_dividends_at_most_weekly(live, fake_av, settings):
+    from marketdata.models import ActionsCheck, CorporateAction
+
+    actions_weekly(settings)
+    watch(settings, "IBM")  # the fake answers IBM's SPLITS (synthetic) and DIVIDENDS (real)
+
+    summary = refresh_prices()
+
+    assert summary.actions_checked == ("IBM",)
+    assert fake_av.count("SPLITS", "IBM") == fake_av.count("DIVIDENDS", "IBM") == 1
+    assert CorporateAction.objects.filter(ticker="IBM", kind="SPLIT").count() == 2
+    assert CorporateAction.objects.filter(ticker="IBM", kind="DIVIDEND").count() == 102
+    refresh_prices()  # the same week: not asked again
+    assert fake_av.count("SPLITS") == fake_av.count("DIVIDENDS") == 1
+    ActionsCheck.objects.update(checked_at=timezone.now() - timedelta(days=8))
+    refresh_prices()
+    assert fake_av.count("SPLITS") == fake_av.count("DIVIDENDS") == 2
+    assert CorporateAction.objects.count() == 104  # stored again, not twice
+
+
+def test_splits_and_dividends_wait_while_the_scheduled_share_is_spent(
+    live, fake_av, portfolio, settings
+):
+    # Five calls a day, one kept for people: the refresh may spend four. Two go to the prices,
+    # two to the first held ticker's SPLITS and DIVIDENDS; the second ticker's wait.
+    quota(settings, per_day=5, interactive_reserve=1)
+    actions_weekly(settings)
+    hold(portfolio, "HLDA", "HLDB")
+    watch(settings)
+
+    summary = refresh_prices()
+
+    assert summary.refreshed == ("HLDA", "HLDB")
+    assert summary.actions_checked == ("HLDA",)
+    assert "quota is spent" in summary.note
+    assert fake_av.count("SPLITS") == fake_av.count("DIVIDENDS") == 1
+    assert fake_av.count() == 4
+    assert live.get_current_price("PRSN").ticker == "PRSN"  # the reserve is still there
+
+
+def test_no_splits_or_dividends_are_fetched_when_switched_off(live, fake_av, settings):
+    watch(settings, "IBM")  # the live fixture switches them off (actions_every_days = 0)
+    refresh_prices()
+    assert fake_av.count("SPLITS") == fake_av.count("DIVIDENDS") == 0

@@ -124,10 +124,10 @@ def test_a_history_restore_gets_the_whole_page(auth_client, series):
     assert current_range(body) == ["3M"]
 
 
-def test_the_chart_says_bars_are_as_traded_and_when_the_latest_is_from(auth_client, series):
+def test_the_chart_says_how_bars_are_adjusted_and_when_the_latest_is_from(auth_client, series):
     body = auth_client.get("/stocks/CHRT/?range=1M").content.decode()
     chart = body.split('id="chart"')[1]
-    assert "not split-adjusted" in chart
+    assert "no split in this range, so these are the prices as traded" in chart
     assert "Latest bar as of" in chart and "2023-11-10 16:00 EST" in chart
 
 

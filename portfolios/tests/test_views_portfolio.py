@@ -289,7 +289,7 @@ def test_the_stock_page_charts_history_from_our_own_plotly(auth_client, aapl):
     assert "/static/vendor/plotly-basic.min.js" in body
     assert "cdn" not in body.lower()
     assert "/static/charts.js" in body and 'data-chart="chart-AAPL-figure"' in body
-    assert "not adjusted for splits" in body
+    assert "Split-adjusted" in body and "Not adjusted for dividends" in body
     assert "$186.40" in body
 
 

@@ -60,3 +60,52 @@ def test_a_range_button_redraws_the_chart_without_a_reload(
     page.wait_for_function(f"() => {POINTS} === {year}")
     expect(ranges.get_by_role("link", name="1Y")).to_have_attribute("aria-current", "true")
     assert browser_problems == []
+
+
+# What the NFLX chart draws: its first and its smallest day-over-day ratio of closes.
+NFLX_MOVES = (
+    "(() => { const gd = document.getElementById('chart-NFLX');"
+    " if (!gd || !gd.data) return null; const y = gd.data[0].y.map(Number);"
+    " let worst = 1; for (let i = 1; i < y.length; i++) worst = Math.min(worst, y[i] / y[i-1]);"
+    " return worst; })()"
+)
+
+
+def test_the_split_switch_redraws_nflx_as_traded_and_back(
+    live_server, page, offline_prices, user, password, browser_problems
+):
+    """The bundled demo: NFLX's 10-for-1 split on 2025-11-17 is invisible in the adjusted chart
+    (the default) and a marked cliff as traded; real clicks switch between them."""
+    from django.core.management import call_command
+
+    expect.set_options(timeout=10_000)
+    call_command("load_demo_prices", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    url = live_server.url
+    log_in(page, url, user.username, password)
+
+    page.goto(url + "/stocks/NFLX/?range=ALL")
+    expect(page.locator("#chart-NFLX .main-svg").first).to_be_attached()
+    page.wait_for_function(f"() => {NFLX_MOVES} !== null")
+    assert page.evaluate(NFLX_MOVES) > 0.85  # no day lost more than 15 %
+    prices = page.get_by_role("navigation", name="Prices")
+    expect(prices.get_by_role("link", name="Split-adjusted")).to_have_attribute(
+        "aria-current", "true"
+    )
+    expect(page.locator("#chart-note")).to_contain_text("10-for-1 split on Mon 17 Nov 2025")
+
+    prices.get_by_role("link", name="As traded").click()
+    expect(prices.get_by_role("link", name="As traded")).to_have_attribute("aria-current", "true")
+    page.wait_for_function(f"() => {NFLX_MOVES} !== null && {NFLX_MOVES} < 0.2")
+    expect(page.locator("#chart-NFLX .annotation-text").first).to_contain_text("10-for-1 split")
+    expect(page).to_have_url(url + "/stocks/NFLX/?prices=traded&range=ALL")
+
+    prices.get_by_role("link", name="Split-adjusted").click()
+    page.wait_for_function(f"() => {NFLX_MOVES} !== null && {NFLX_MOVES} > 0.85")
+    # The range buttons keep the chosen prices.
+    ranges = page.get_by_role("navigation", name="Chart range")
+    ranges.get_by_role("link", name="1M").click()
+    expect(ranges.get_by_role("link", name="1M")).to_have_attribute("aria-current", "true")
+    expect(prices.get_by_role("link", name="Split-adjusted")).to_have_attribute(
+        "aria-current", "true"
+    )
+    assert browser_problems == []

@@ -3,6 +3,7 @@
 - ``--from-file PATH [PATH ...]`` loads CSV files, no network. Each file is loaded whole or not
   at all, on its own; a bad file does not stop the others. Small files are committed a group at
   a time (each still all or nothing), which makes a thousand of them several times faster.
+- ``--actions PATH [PATH ...]`` loads splits and dividends (``marketdata.actions``).
 - ``TICKER [TICKER ...]`` and ``--watchlist`` fetch from the provider through the shared quota:
   one call per ticker, waiting politely for the per-second spacing, and stopping cleanly with a
   summary that says how to resume when the day's quota is spent.
@@ -47,6 +48,14 @@ class Command(BaseCommand):
             help="CSV files to load: ours (date,...) or Alpha Vantage's (timestamp,...).",
         )
         parser.add_argument(
+            "--actions",
+            nargs="+",
+            type=Path,
+            metavar="PATH",
+            dest="action_paths",
+            help="CSV files of splits and dividends: ticker,kind,date,value[,pay_date].",
+        )
+        parser.add_argument(
             "--ticker",
             help="The ticker of every file given (default: each file's name, AAPL.csv → AAPL).",
         )
@@ -58,8 +67,14 @@ class Command(BaseCommand):
         paths: list[Path] | None,
         ticker: str | None,
         watchlist: bool,
+        action_paths: list[Path] | None = None,
         **options,
     ) -> None:
+        if action_paths:
+            if tickers or watchlist or paths:
+                raise CommandError("Give --actions files alone, not with tickers or prices.")
+            self._import_actions(action_paths)
+            return
         if paths and (tickers or watchlist):
             raise CommandError("Give tickers (or --watchlist) or --from-file, not both.")
         if not paths:
@@ -107,6 +122,25 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Interrupted: {_files(rest)} not loaded (whatever of them was being written "
                 "was rolled back). Loading a file again is safe: run the same command to finish."
+            )
+        if failed:
+            raise CommandError(f"{failed} of {_files(len(paths))} could not be loaded; see above.")
+
+    def _import_actions(self, paths: list[Path]) -> None:
+        from marketdata.actions import import_action_file
+
+        failed = 0
+        for path in paths:
+            try:
+                stored = import_action_file(path)
+            except PriceFileError as exc:
+                failed += 1
+                for line in exc.lines():
+                    self.stderr.write(line)
+                continue
+            self.stdout.write(
+                f"{path}: {stored.inserted:,} actions inserted, {stored.updated:,} updated, "
+                f"{stored.unchanged:,} unchanged."
             )
         if failed:
             raise CommandError(f"{failed} of {_files(len(paths))} could not be loaded; see above.")

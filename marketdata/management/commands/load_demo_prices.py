@@ -1,4 +1,5 @@
-"""``manage.py load_demo_prices``: make the stored demo prices the bundled set in ``data/prices/``.
+"""``manage.py load_demo_prices``: make the stored demo prices the bundled set in ``data/prices/``,
+with its splits and dividends (``data/corporate_actions.csv``).
 
 Loads every file there (idempotent: a rerun changes nothing) and removes the bars of earlier
 bundled sets, so a database set up with an older demo moves to the current one cleanly instead
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from marketdata.actions import import_action_file
 from marketdata.importing import ImportResult, PriceFileError, import_price_files
 from marketdata.models import PriceHistory
 from marketdata.port import Source, day_start
@@ -69,10 +71,12 @@ class Command(BaseCommand):
                     self.stderr.write(line)
                 raise CommandError(f"{outcome.path}: the demo prices could not be loaded.")
             results.append(outcome)
+        actions = import_action_file(settings.BASE_DIR / "data" / "corporate_actions.csv")
         inserted = sum(r.inserted for r in results)
         updated = sum(r.updated for r in results)
         tickers = ", ".join(sorted(r.ticker for r in results))
         self.stdout.write(
             f"Demo prices: {len(results)} tickers ({tickers}); "
-            f"{inserted:,} bars inserted, {updated:,} updated."
+            f"{inserted:,} bars inserted, {updated:,} updated; corporate actions: "
+            f"{actions.inserted} inserted, {actions.updated} updated."
         )
