@@ -1,16 +1,20 @@
 """The admin as an inspection tool (STYLE rule 23): price history, read-only, and an action
-that queues a refresh of the selected tickers through Celery."""
+that queues a refresh of the selected tickers through Celery; corporate actions, the fetched
+ones read-only."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.functional import cached_property
 
-from marketdata.models import PriceHistory
-from marketdata.port import session_date
+from marketdata.models import CorporateAction, PriceHistory
+from marketdata.port import Source, session_date
+from marketdata.price_cache import announce_stored
 from marketdata.tasks import refresh_tickers_task
 from marketdata.wiring import is_live
 
@@ -82,3 +86,39 @@ class PriceHistoryAdmin(admin.ModelAdmin):
             "the quota; see the market-data status page.",
             messages.SUCCESS,
         )
+
+
+@admin.register(CorporateAction)
+class CorporateActionAdmin(admin.ModelAdmin):
+    """Splits and dividends. Fetched rows are the provider's and read-only (the next fetch
+    would overwrite an edit); an operator adds or corrects the others here or with
+    ``import_prices --actions``. A save applies the action to positions as an import does."""
+
+    list_display = ("ticker", "kind", "date", "value", "pay_date", "source", "fetched_at")
+    list_filter = ("kind", "source")
+    date_hierarchy = "date"
+    search_fields = ("ticker",)
+    search_help_text = "A ticker, or its beginning."
+    ordering = ("-date", "ticker")
+    fields = ("ticker", "kind", "date", "value", "pay_date", "record_date", "declaration_date")
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and obj.source == Source.ALPHA_VANTAGE:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and obj.source == Source.ALPHA_VANTAGE:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip().upper()
+        return (queryset.filter(ticker__startswith=term), False) if term else (queryset, False)
+
+    def save_model(self, request: HttpRequest, obj: CorporateAction, form, change: bool) -> None:
+        obj.ticker = obj.ticker.strip().upper()
+        obj.source = Source.IMPORT
+        obj.fetched_at = timezone.now()
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(lambda: announce_stored([obj.ticker]))

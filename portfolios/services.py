@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DecimalField, F, Q, Sum, When
+from django.db.models import Case, DecimalField, F, Min, Q, Sum, When
 from django.utils import timezone
 
 from marketdata.port import (
@@ -395,13 +395,21 @@ def apply_corporate_actions(
     traded = Transaction.objects.filter(kind=Transaction.Kind.BUY)
     if tickers is not None:
         traded = traded.filter(ticker__in=list(tickers))
-    candidates = sorted(set(traded.values_list("ticker", flat=True).distinct()))
-    if not candidates:
+    # Each ticker ever bought, with the session of its first fill: an action dated on or before
+    # it reached nobody (IBM's dividends since 1999 are not looked at for a buy made today).
+    first_fill = {
+        ticker: session_date(first)
+        for ticker, first in traded.values_list("ticker").annotate(first=Min("price_as_of"))
+    }
+    if not first_fill:
         return AppliedActions()
     today = today or session_date(timezone.now())
     splits = dividends = 0
-    for action in port.get_corporate_actions(candidates):
-        if action.date > today or (not action.is_split and action.payable_on > today):
+    since = min(first_fill.values())
+    for action in port.get_corporate_actions(sorted(first_fill), since=since):
+        if action.date <= first_fill[action.ticker] or action.date > today:
+            continue
+        if not action.is_split and action.payable_on > today:
             continue
         kind = Transaction.Kind.SPLIT if action.is_split else Transaction.Kind.DIVIDEND
         held_then = Transaction.objects.filter(

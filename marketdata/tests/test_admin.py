@@ -122,3 +122,61 @@ def test_people_who_are_not_staff_are_sent_to_the_admin_login(auth_client, bars)
 def test_the_refresh_schedule_is_editable_in_the_admin(staff_client):
     body = staff_client.get("/admin/django_celery_beat/periodictask/").content.decode()
     assert REFRESH_SCHEDULE_NAME in body
+
+
+# --- corporate actions ----------------------------------------------------------------------------
+ACTIONS = "/admin/marketdata/corporateaction/"
+
+
+def test_corporate_actions_are_listed_filtered_and_fetched_ones_are_read_only(staff_client):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from marketdata.models import CorporateAction
+
+    fetched = CorporateAction.objects.create(
+        ticker="IBM",
+        kind="DIVIDEND",
+        date=date(2024, 5, 9),
+        value=Decimal("1.67"),
+        source=Source.ALPHA_VANTAGE,
+        fetched_at=timezone.now(),
+    )
+    imported = CorporateAction.objects.create(
+        ticker="NFLX",
+        kind="SPLIT",
+        date=date(2025, 11, 17),
+        value=Decimal("10"),
+        source=Source.IMPORT,
+        fetched_at=timezone.now(),
+    )
+    body = staff_client.get(ACTIONS).content.decode()
+    assert "IBM" in body and "NFLX" in body
+    splits = staff_client.get(ACTIONS + "?kind__exact=SPLIT").content.decode()
+    assert "NFLX" in splits and "1.67" not in splits
+    assert "IBM" not in staff_client.get(ACTIONS + "?q=nf").content.decode().split("<tbody")[-1]
+
+    page = staff_client.get(f"{ACTIONS}{fetched.pk}/change/").content.decode()
+    assert 'name="_save"' not in page  # the provider's: read-only
+    change = {"ticker": "IBM", "kind": "DIVIDEND", "date": "2024-05-09", "value": "9"}
+    assert staff_client.post(f"{ACTIONS}{fetched.pk}/change/", change).status_code == 403
+    assert staff_client.get(f"{ACTIONS}{fetched.pk}/delete/").status_code == 403
+    assert 'name="_save"' in staff_client.get(f"{ACTIONS}{imported.pk}/change/").content.decode()
+
+
+def test_an_action_added_in_the_admin_reaches_positions(
+    staff_client, portfolio, django_capture_on_commit_callbacks
+):
+    from decimal import Decimal
+
+    from portfolios.models import Holding
+    from portfolios.services import portfolio_buy
+
+    store_bars("ADMN", [(date(2024, 3, 4), "40.0000")])
+    portfolio_buy(portfolio=portfolio, ticker="ADMN", quantity=Decimal("3"))
+    form = {"ticker": "admn", "kind": "SPLIT", "date": "2024-03-05", "value": "3"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(ACTIONS + "add/", form)
+    assert response.status_code == 302
+    assert Holding.objects.get(portfolio=portfolio, ticker="ADMN").quantity == Decimal("9")

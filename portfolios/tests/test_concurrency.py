@@ -296,3 +296,42 @@ def test_buys_from_separate_processes_never_overdraw_cash(racing):
     assert portfolio.cash == Decimal("1000.00") - buys * AAPL
     assert Holding.objects.get(portfolio=portfolio, ticker="AAPL").quantity == Decimal("5")
     assert ledger_differences(portfolio=portfolio) == []
+
+
+def test_applying_a_split_races_trades_and_itself_without_a_double_or_a_lost_share(user):
+    """Four racers apply a 2-for-1 split while four sell one share each (at post-split prices,
+    bought before it): one SPLIT entry, every sell once, and the ledger agrees."""
+    from django.utils import timezone
+
+    from marketdata.models import CorporateAction
+    from marketdata.port import ActionKind, Source
+    from portfolios.services import apply_corporate_actions
+
+    portfolio = portfolio_create(owner=user, name="Race", opening_deposit=Decimal("5000"))
+    store_bars("RACE", [(date(2024, 3, 4), "100.0000")])
+    forget_current_prices(["RACE"])
+    portfolio_buy(portfolio=portfolio, ticker="RACE", quantity=Decimal("10"))
+    store_bars("RACE", [(date(2024, 3, 5), "50.0000")])
+    forget_current_prices(["RACE"])
+    CorporateAction.objects.create(  # recorded without the job after it: the racers apply it
+        ticker="RACE",
+        kind=ActionKind.SPLIT,
+        date=date(2024, 3, 5),
+        value=Decimal("2"),
+        source=Source.IMPORT,
+        fetched_at=timezone.now(),
+    )
+
+    def act(mine: Portfolio, i: int):
+        if i % 2:
+            return apply_corporate_actions(tickers=["RACE"])
+        return portfolio_sell(portfolio=mine, ticker="RACE", quantity=Decimal("1"))
+
+    results = race(portfolio, act)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(r.splits for r in results if not isinstance(r, Transaction)) == 1
+    assert Transaction.objects.filter(portfolio=portfolio, kind="SPLIT").count() == 1
+    assert Transaction.objects.filter(portfolio=portfolio, kind="SELL").count() == RACERS // 2
+    holding = Holding.objects.get(portfolio=portfolio, ticker="RACE")
+    assert holding.quantity == Decimal("20") - RACERS // 2
+    assert ledger_differences(portfolio=Portfolio.objects.get(pk=portfolio.pk)) == []
