@@ -2,7 +2,7 @@
 per second, per minute and per day counted by the fake Alpha Vantage, which enforces the same
 limits and counts every call that broke one.
 
-    python bench/quota.py [--processes 6] [--quick]
+    python bench/quota.py [--processes 6] [--quick] [--actions-wait SECONDS]
 
 Five phases, each with its own limits (config.toml [quota] written to a file the processes
 read through PAPERTRADE_CONFIG); the shared quota lives in Redis:
@@ -15,15 +15,26 @@ read through PAPERTRADE_CONFIG); the shared quota lives in Redis:
   0.4 s timeout (the same retries): the day binds.
 Every process loops over new tickers for the phase's duration, alternating a person's fetch
 (what the worker behind a web request runs: Upstream.fetch at interactive priority, waiting up
-to 2.5 s for the spacing) with a scheduled refresh (Upstream.fetch at HELD priority, waiting up
-to 1 s as fetch_tickers does). In the failing phases the breaker is kept out of the way
-(failures_to_open = 1000), so that only the quota stands between the load and the provider.
+to 2.5 s for the spacing) with scheduled work, which itself alternates a price refresh
+(Upstream.fetch at HELD priority, waiting up to 1 s) and a fetch of splits and dividends
+(Upstream.fetch_actions at HELD priority: SPLITS then DIVIDENDS, two quota takes, each waiting
+up to the spacing + 1 s as refresh.fetch_actions does; --actions-wait changes that). So one
+round is: person, scheduled prices, person, scheduled actions (each process starts at its own
+place in it). The ticker names say which kind of work made each call (QS0I1: interactive, QS0H2:
+scheduled prices, QS0A4: actions), so the calls the fake saw are counted by function and by
+kind. Judged per phase: the fake saw no violation; the scheduled calls it saw (prices, SPLITS
+and DIVIDENDS together) stayed within the scheduled share (per_day - interactive_reserve), and
+none of them came after the day's first per_day - interactive_reserve calls (the reserve went to
+people only); and a person was refused for the day only once the whole day, reserve included,
+was spent. In the failing phases the breaker is kept out of the way (failures_to_open = 1000),
+so that only the quota stands between the load and the provider.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -88,9 +99,15 @@ SLOW_ANSWER_SECONDS = 1.0
 # The quota spaces *acquires*; the HTTP request leaves a few ms later (quota.py docstring), so
 # arrivals may be that much closer: the fake forgives this much on the spacing.
 TOLERANCE = 0.05
+# One round of a process's loop: a person, scheduled prices, a person, scheduled actions.
+ROTATION = ("interactive", "scheduled", "interactive", "actions")
+LETTER = {"interactive": "I", "scheduled": "H", "actions": "A"}
+KIND_OF_LETTER = {v: k for k, v in LETTER.items()}
+TICKER = re.compile(r"^Q[A-Z]\d+([IHA])\d+$")
+FUNCTIONS = ("TIME_SERIES_DAILY", "GLOBAL_QUOTE", "SPLITS", "DIVIDENDS")
 
 
-def child(name: str, index: int, seconds: float) -> None:
+def child(name: str, index: int, seconds: float, actions_wait: float) -> None:
     c.setup(child=True, migrate=False)
     from marketdata.port import MarketDataError, RateLimited
     from marketdata.quota import Priority
@@ -101,23 +118,25 @@ def child(name: str, index: int, seconds: float) -> None:
     c.wait_for_go()
     start_at = time.time()
     outcomes: Counter[str] = Counter()
-    i = 0
+    i = index % len(ROTATION)  # staggered: every kind of work is in flight from the start
     while time.time() < start_at + seconds:
-        ticker = f"Q{name[0].upper()}{index}X{i}"
+        kind = ROTATION[i % len(ROTATION)]
+        ticker = f"Q{name[0].upper()}{index}{LETTER[kind]}{i}"
         i += 1
         try:
-            if i % 2:
+            if kind == "interactive":
                 port.upstream.fetch(ticker, priority=Priority.INTERACTIVE)
-                outcomes["interactive ok"] += 1
-            else:
+            elif kind == "scheduled":
                 port.upstream.fetch(ticker, priority=Priority.HELD, wait=1.0)
-                outcomes["scheduled ok"] += 1
+            else:
+                port.upstream.fetch_actions(ticker, priority=Priority.HELD, wait=actions_wait)
+            outcomes[f"{kind} ok"] += 1
         except RateLimited as exc:
-            outcomes[f"{'interactive' if i % 2 else 'scheduled'} refused ({exc.scope})"] += 1
+            outcomes[f"{kind} refused ({exc.scope})"] += 1
             time.sleep(0.05)  # hammering, not spinning
         except MarketDataError as exc:
             said = "retry refused" if "not retried" in str(exc) else type(exc).__name__
-            outcomes[f"error {said}"] += 1
+            outcomes[f"{'actions ' if kind == 'actions' else ''}error {said}"] += 1
             time.sleep(0.05)
     print(json.dumps(outcomes))
 
@@ -139,13 +158,65 @@ def windows(walls: list[float]) -> dict:
     }
 
 
+def by_function_and_kind(arrivals) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Calls the fake saw by function, and by kind of work (from the ticker's letter) and
+    function."""
+    functions: Counter[str] = Counter()
+    kinds: dict[str, Counter[str]] = {}
+    for a in arrivals:
+        functions[a.function] += 1
+        m = TICKER.match(a.symbol.upper())
+        kind = KIND_OF_LETTER[m.group(1)] if m else "other"
+        kinds.setdefault(kind, Counter())[a.function] += 1
+    return dict(functions), {k: dict(v) for k, v in kinds.items()}
+
+
+def scheduled_in_reserve(arrivals, share: int) -> int:
+    """Scheduled calls (prices, SPLITS, DIVIDENDS) that arrived after the day's first ``share``
+    calls, in the calls kept for people. (Arrival order is take order give or take the few ms
+    between a take and its request: less than the spacing, which the fake checks.)"""
+    seen: Counter = Counter()
+    late = 0
+    for a in sorted(arrivals, key=lambda a: a.monotonic):
+        day = datetime.fromtimestamp(a.wall, UTC).date()
+        seen[day] += 1
+        m = TICKER.match(a.symbol.upper())
+        if m and KIND_OF_LETTER[m.group(1)] != "interactive" and seen[day] > share:
+            late += 1
+    return late
+
+
+def judge(fig: dict) -> dict[str, bool]:
+    """The phase's checks: no violation; scheduled work (prices and actions together) within
+    the scheduled share, and never in the calls kept for people; a person refused for the day
+    only once the whole day, reserve included, was spent."""
+    lim = fig["limits"]
+    share = lim["per_day"] - lim["interactive_reserve"]
+    people_refused_day = fig["outcomes"].get("interactive refused (day)", 0)
+    return {
+        "no violations": fig["violations"] == 0,
+        "scheduled within share": fig["scheduled_calls"] <= share
+        and fig["quota_by_priority"].get("HELD", 0) <= share,
+        "reserve left to people": fig["scheduled_in_reserve"] == 0,
+        "people refused only when the day was spent": people_refused_day == 0
+        or fig["per_day"] >= lim["per_day"],
+    }
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+        child(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="halve the phases' durations")
+    parser.add_argument(
+        "--actions-wait",
+        type=float,
+        default=None,
+        help="seconds each SPLITS/DIVIDENDS take waits for the quota (default: the phase's "
+        "spacing + 1 s, as the scheduled refresh's fetch_actions waits)",
+    )
     args = parser.parse_args()
 
     c.setup()
@@ -153,15 +224,29 @@ def main() -> None:
     from django_redis import get_redis_connection
 
     from marketdata.quota import Priority, RedisQuota
+    from marketdata.refresh import SPACING_WAIT_SLACK
     from marketdata.testing import FakeAlphaVantage
 
     cond = c.conditions()
-    cond["processes"] = f"{args.processes} processes, each alternating interactive and scheduled"
+    cond["processes"] = (
+        f"{args.processes} processes, each looping: interactive fetch, scheduled fetch (HELD, "
+        "wait 1 s), interactive fetch, scheduled fetch_actions (HELD: SPLITS + DIVIDENDS, wait "
+        + (
+            f"{args.actions_wait:g} s)"
+            if args.actions_wait is not None
+            else f"spacing + {SPACING_WAIT_SLACK:g} s)"
+        )
+    )
     redis = get_redis_connection("default")
     results = {}
     with FakeAlphaVantage() as fake:
         for name, (limits, seconds) in PHASES.items():
             seconds = seconds / 2 if args.quick else seconds
+            actions_wait = (
+                args.actions_wait
+                if args.actions_wait is not None
+                else limits["min_seconds_between_calls"] + SPACING_WAIT_SLACK
+            )
             redis.flushdb()
             fake.reset()
             fake.outage(None if name == "outage" else 0)
@@ -183,7 +268,15 @@ def main() -> None:
             )
             procs = c.start_children(
                 [
-                    [str(c.VENV_PYTHON), __file__, "--child", name, str(i), str(seconds)]
+                    [
+                        str(c.VENV_PYTHON),
+                        __file__,
+                        "--child",
+                        name,
+                        str(i),
+                        str(seconds),
+                        str(actions_wait),
+                    ]
                     for i in range(args.processes)
                 ],
                 env,
@@ -192,10 +285,20 @@ def main() -> None:
             outcomes: Counter[str] = Counter()
             for line in c.collect(procs, timeout=seconds + 120):
                 outcomes.update(json.loads(line))
-            walls = [a.wall for a in fake.arrivals]
-            fig = windows(walls)
+            arrivals = fake.arrivals
+            fig = windows([a.wall for a in arrivals])
+            functions, kinds = by_function_and_kind(arrivals)
             status = RedisQuota(config=_config(limits)).status()
             fig |= {
+                "by_function": functions,
+                "by_kind": kinds,
+                "scheduled_calls": sum(
+                    n for k in ("scheduled", "actions") for n in kinds.get(k, {}).values()
+                ),
+                "scheduled_in_reserve": scheduled_in_reserve(
+                    arrivals, limits["per_day"] - limits["interactive_reserve"]
+                ),
+                "actions_wait": actions_wait,
                 "violations": fake.violations,
                 "violation_log": [v.detail for v in fake.violation_log][:10],
                 "outcomes": dict(outcomes),
@@ -205,9 +308,11 @@ def main() -> None:
                 "limits": limits,
                 "seconds": seconds,
             }
+            fig["checks"] = judge(fig)
             results[name] = fig
             print(
-                f"   {name}: {fig['calls']} upstream calls, {fig['violations']} violations",
+                f"   {name}: {fig['calls']} upstream calls {fig['by_function']}, "
+                f"{fig['violations']} violations",
                 flush=True,
             )
     redis.flushdb()
@@ -226,10 +331,21 @@ def main() -> None:
             f"({f['minutes_spanned']} minutes spanned), {f['per_day']} today; "
             f"violations {f['violations']}"
         )
+        called = ", ".join(f"{fn} {f['by_function'].get(fn, 0)}" for fn in FUNCTIONS)
+        others = sorted(set(f["by_function"]) - set(FUNCTIONS))
+        called += "".join(f", {fn} {f['by_function'][fn]}" for fn in others)
+        lines.append(
+            f"         by function: {called}; by kind {f['by_kind']}; scheduled "
+            f"{f['scheduled_calls']} of a share of "
+            f"{lim['per_day'] - lim['interactive_reserve']} ({f['scheduled_in_reserve']} in "
+            "the reserve)"
+        )
         lines.append(f"         by priority {f['quota_by_priority']}; outcomes {f['outcomes']}")
+        failed = [k for k, passed in f["checks"].items() if not passed]
+        lines.append(f"         checks: {'all passed' if not failed else 'FAILED ' + str(failed)}")
     c.print_block("quota: processes hammering the port", cond, lines)
 
-    ok = all(f["violations"] == 0 for f in results.values())
+    ok = all(all(f["checks"].values()) for f in results.values())
     day = results["day"]
     rows = [
         c.row(
@@ -239,7 +355,11 @@ def main() -> None:
             + ", ".join(f"{n} {f['violations']}" for n, f in results.items())
             + f"; day phase {day['calls']} calls of {day['limits']['per_day']} "
             f"(scheduled {day['quota_by_priority'].get('HELD', 0)} ≤ "
-            f"{day['limits']['per_day'] - day['limits']['interactive_reserve']}); "
+            f"{day['limits']['per_day'] - day['limits']['interactive_reserve']}, of which "
+            f"SPLITS {day['by_function'].get('SPLITS', 0)} + DIVIDENDS "
+            f"{day['by_function'].get('DIVIDENDS', 0)}); actions ok "
+            + ", ".join(f"{n} {f['outcomes'].get('actions ok', 0)}" for n, f in results.items())
+            + "; "
             f"minute phase max {results['minute']['max_per_minute']}/min; shipped phase min gap "
             f"{results['shipped']['min_gap_s'] or 0:.2f} s; outage/slow phases "
             f"{results['outage']['max_per_minute']} a minute of "
