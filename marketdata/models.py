@@ -69,8 +69,36 @@ class PriceHistoryQuerySet(models.QuerySet):
             for as_of, open_, high, low, close, volume, source in rows
         ]
 
-    def latest_points(self, tickers: Sequence[str]) -> dict[str, PricePoint]:
-        """The latest daily bar of each ticker, with the close before it, in one query.
+    def closes(
+        self, tickers: Sequence[str], start: date, end: date
+    ) -> dict[str, list[tuple[date, Decimal]]]:
+        """{ticker: [(session date, close), ...] oldest first} from ``start`` to ``end``: one
+        range scan per ticker of the unique index, in one query; timestamps read as epoch
+        seconds on PostgreSQL (see ``history_points``)."""
+        if not tickers:
+            return {}
+        query = self.filter(
+            ticker__in=list(tickers),
+            interval=Interval.DAILY,
+            timestamp__gte=day_start(start),
+            timestamp__lt=day_start(end + timedelta(days=1)),
+        ).order_by("ticker", "timestamp")
+        found: dict[str, list[tuple[date, Decimal]]] = {t: [] for t in tickers}
+        if self.db_vendor() == "postgresql":
+            seconds = Cast(Extract("timestamp", "epoch", tzinfo=UTC), BigIntegerField())
+            for ticker, at, close in query.values_list("ticker", seconds, "close"):
+                day = datetime.fromtimestamp(at, NEW_YORK).date()
+                found[ticker].append((day, close))
+        else:
+            for ticker, at, close in query.values_list("ticker", "timestamp", "close"):
+                found[ticker].append((at.astimezone(NEW_YORK).date(), close))
+        return found
+
+    def latest_points(
+        self, tickers: Sequence[str], at: datetime | None = None
+    ) -> dict[str, PricePoint]:
+        """The latest daily bar of each ticker (at or before ``at``, if given), with the close
+        before it, in one query.
 
         On PostgreSQL this is a UNION ALL of one ``ORDER BY timestamp DESC LIMIT 2`` per
         ticker, each an index range scan of a few rows however long the history; SQLite cannot
@@ -89,10 +117,11 @@ class PriceHistoryQuerySet(models.QuerySet):
             ticker=OuterRef("ticker"),
             date=OuterRef("session"),
         ).values("value")[:1]
-        base = (
-            self.filter(interval=Interval.DAILY)
-            .annotate(session=TruncDate("timestamp", tzinfo=NEW_YORK))
-            .annotate(split=Subquery(split))
+        daily = self.filter(interval=Interval.DAILY)
+        if at is not None:  # as it stood at that moment: the bars up to it
+            daily = daily.filter(timestamp__lte=at)
+        base = daily.annotate(session=TruncDate("timestamp", tzinfo=NEW_YORK)).annotate(
+            split=Subquery(split)
         )
         features = connections[self.db].features
         if features.supports_slicing_ordering_in_compound and len(tickers) > 1:

@@ -270,6 +270,12 @@ class MarketDataPort(Protocol):
         starts no fetch. A ticker being fetched is ``pending`` (PriceFetching if nothing is
         stored)."""
 
+    def get_prices_at(
+        self, tickers: Iterable[str], when: datetime
+    ) -> dict[str, PricePoint | MarketDataError]:
+        """``get_price_at`` for many tickers at once, as traded, in one query (a time-machine
+        portfolio's page): NoStoredPrices for a ticker with nothing stored at or before it."""
+
     def get_price_at(self, ticker: str, when: datetime, *, adjusted: bool = False) -> PricePoint:
         """The last daily bar at or before ``when`` (UTC). ``adjusted``: in today's shares
         (prices divided by the factors of the splits recorded after its session)."""
@@ -286,6 +292,22 @@ class MarketDataPort(Protocol):
     ) -> list[CorporateActionPoint]:
         """The recorded splits and dividends of ``tickers`` (dated ``since`` or later), oldest
         first, then splits before dividends of the same date."""
+
+    def get_closes(
+        self, tickers: Iterable[str], start: date, end: date
+    ) -> dict[str, list[tuple[date, Decimal]]]:
+        """The stored daily closes, as traded, of many tickers from ``start`` to ``end``: {ticker:
+        [(session date, close), ...] oldest first}, in one query whatever the count."""
+
+    def sessions(self, start: date, end: date) -> list[date]:
+        """The NYSE sessions from ``start`` to ``end`` inclusive."""
+
+    def stored_range(self) -> tuple[date, date] | None:
+        """The first and the last session of any stored daily bar (None: nothing stored)."""
+
+    def prices_version(self) -> int:
+        """A number that changes whenever bars or corporate actions are stored: what a reader
+        caching something derived from them keys it on."""
 
     def search_symbols(self, query: str) -> list[SymbolMatch]:
         """Tickers matching ``query`` (prefix of ticker or name), best first."""

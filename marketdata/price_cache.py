@@ -16,6 +16,8 @@ from marketdata.port import PricePoint, market_data_stored
 
 CURRENT_KEY = "md:v2:current:{ticker}"  # a PricePoint, or NOT_FOUND (the negative cache)
 DEMO_AS_OF_KEY = "md:v2:demo-as-of"
+PRICES_VERSION_KEY = "md:v1:prices-version"  # bumped whenever bars or actions are stored
+STORED_RANGE_KEY = "md:v1:stored-range:{version}"
 NOT_FOUND = "not-found"
 
 
@@ -51,4 +53,21 @@ def announce_stored(tickers: Iterable[str]) -> None:
     tickers = tuple(dict.fromkeys(tickers))
     if tickers:
         forget_current_prices(tickers)
+        bump_prices_version()
         market_data_stored.send(sender=announce_stored, tickers=tickers)
+
+
+def prices_version() -> int:
+    """See ``MarketDataPort.prices_version``: 0 until anything was stored (or while the cache
+    is away, which makes every derived entry a miss, never a stale hit: its key then ends 0 and
+    is cached no longer than its own timeout)."""
+    value = cache.get(PRICES_VERSION_KEY)
+    return value if isinstance(value, int) else 0
+
+
+def bump_prices_version() -> None:
+    if not cache.add(PRICES_VERSION_KEY, 1, timeout=None):
+        try:
+            cache.incr(PRICES_VERSION_KEY)
+        except ValueError:  # gone between the two calls
+            cache.add(PRICES_VERSION_KEY, 1, timeout=None)

@@ -29,14 +29,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from marketdata import cache_stats, price_cache
 from marketdata.adjust import adjust_previous_close, split_adjusted
-from marketdata.models import CorporateAction, PriceHistory
+from marketdata.models import CorporateAction, Interval, PriceHistory
 from marketdata.port import (
     CorporateActionPoint,
     MarketDataError,
@@ -262,6 +264,16 @@ class TieredMarketData:
         return answers
 
     # --- history --------------------------------------------------------------------------
+    def get_prices_at(
+        self, tickers: Iterable[str], when: datetime
+    ) -> dict[str, PricePoint | MarketDataError]:
+        wanted = list(dict.fromkeys(tickers))
+        found = PriceHistory.objects.latest_points(wanted, at=when) if wanted else {}
+        due = self.due_session(at=when)
+        return {
+            t: self.judged(found[t], due) if t in found else self._nothing_stored(t) for t in wanted
+        }
+
     def get_price_at(self, ticker: str, when: datetime, *, adjusted: bool = False) -> PricePoint:
         """The last stored daily bar at or before ``when``, with the close before it.
 
@@ -383,6 +395,39 @@ class TieredMarketData:
             return None
         session = cal.date_to_session(min(newest, cal.last_session), "previous").date()
         return session if session >= start else None
+
+    def get_closes(
+        self, tickers: Iterable[str], start: date, end: date
+    ) -> dict[str, list[tuple[date, Decimal]]]:
+        return PriceHistory.objects.closes(list(dict.fromkeys(tickers)), start, end)
+
+    def sessions(self, start: date, end: date) -> list[date]:
+        import pandas as pd  # loaded with the calendar (see trading_calendar)
+
+        cal = nyse()
+        first = max(pd.Timestamp(start), cal.first_session)
+        last = min(pd.Timestamp(end), cal.last_session)
+        if first > last:
+            return []
+        return [day.date() for day in cal.sessions_in_range(first, last)]
+
+    def stored_range(self) -> tuple[date, date] | None:
+        key = price_cache.STORED_RANGE_KEY.format(version=price_cache.prices_version())
+        found = cache.get(key)
+        if found is None:
+            bounds = PriceHistory.objects.filter(interval=Interval.DAILY).aggregate(
+                first=Min("timestamp"), last=Max("timestamp")
+            )
+            found = (
+                (session_date(bounds["first"]), session_date(bounds["last"]))
+                if bounds["first"]
+                else ()
+            )
+            cache.set(key, found, timeout=settings.PAPERTRADE.cache.price_ttl_seconds)
+        return tuple(found) or None
+
+    def prices_version(self) -> int:
+        return price_cache.prices_version()
 
     # --- search ---------------------------------------------------------------------------
     def company_names(self, tickers: Iterable[str]) -> dict[str, str]:

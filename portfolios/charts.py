@@ -168,3 +168,115 @@ def allocation_chart(summary) -> str:
     return _html(
         {"data": [trace], "layout": layout}, "allocation-chart", "Allocation by value", "allocation"
     )
+
+
+# --- value over time (PRODUCT §10.1) ---------------------------------------------------------
+VALUE_RANGES = {"1M": 1, "3M": 3, "6M": 6, "YTD": "ytd", "1Y": 12, "ALL": None}
+VALUE_RANGE_LABELS = {"1M": "1M", "3M": "3M", "6M": "6M", "YTD": "YTD", "1Y": "1Y", "ALL": "All"}
+DEFAULT_VALUE_RANGE = "ALL"
+DEFAULT_BENCHMARK = "SPY"
+
+
+def value_range(value: str | None) -> str:
+    value = (value or "").strip().upper()
+    return value if value in VALUE_RANGES else DEFAULT_VALUE_RANGE
+
+
+def value_range_start(name: str, end: date) -> date:
+    months = VALUE_RANGES[name]
+    if months is None:
+        return EARLIEST
+    if months == "ytd":
+        return date(end.year, 1, 1)
+    return _months_before(end, months) + timedelta(days=1)
+
+
+def benchmark_ticker(asked: str | None, port) -> str:
+    """The benchmark asked for (any ticker with stored prices), else SPY when stored, else
+    the first ticker of the configured watchlist with stored prices; "" when none is."""
+    from django.conf import settings
+
+    from marketdata.port import InvalidTicker, MarketDataError, normalize_ticker
+
+    if asked:
+        try:
+            return normalize_ticker(asked)
+        except InvalidTicker:
+            return ""
+    candidates = [DEFAULT_BENCHMARK, *settings.PAPERTRADE.refresh.watchlist]
+    found = port.get_current_prices(candidates)
+    for ticker in candidates:
+        if not isinstance(found.get(ticker), MarketDataError):
+            return ticker
+    return ""
+
+
+def rebased(bars: Sequence[PricePoint], points) -> list[tuple[date, Decimal]]:
+    """The benchmark's (split-adjusted) closes on the portfolio's sessions, the last close
+    carried over a gap, scaled to start at the portfolio's first non-zero value in the range."""
+    if not bars or not points:
+        return []
+    start = next((p for p in points if p.value > 0), None)
+    if start is None:
+        return []
+    line, k = [], -1
+    for p in points:
+        while k + 1 < len(bars) and bars[k + 1].session_date <= p.day:
+            k += 1
+        if k >= 0 and p.day >= start.day:
+            line.append((p.day, bars[k].close))
+    if not line:
+        return []
+    scale = start.value / line[0][1]
+    return [(day, (close * scale).quantize(Decimal("0.01"))) for day, close in line]
+
+
+def value_chart(points, benchmark: Sequence[tuple[date, Decimal]], name: str) -> str:
+    """The portfolio's value over time (and the benchmark, rebased), gaps marked."""
+    value = {
+        "type": "scatter",
+        "mode": "lines",
+        "name": "Portfolio",
+        "x": [p.day.isoformat() for p in points],
+        "y": [str(p.value) for p in points],
+        "customdata": [
+            f"prices carried from an earlier close: {', '.join(p.carried)}" if p.carried else ""
+            for p in points
+        ],
+        "line": {"width": 2},
+        "hovertemplate": "%{x|%a %b %-d, %Y}<br>%{y}<br>%{customdata}<extra></extra>",
+    }
+    traces = [value]
+    gaps = [p for p in points if p.carried]
+    if gaps:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "Carried close",
+                "x": [p.day.isoformat() for p in gaps],
+                "y": [str(p.value) for p in gaps],
+                "marker": {"symbol": "circle-open", "size": 6},
+                "hoverinfo": "skip",
+            }
+        )
+    if benchmark:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{name} (rebased)",
+                "x": [d.isoformat() for d, _ in benchmark],
+                "y": [str(v) for _, v in benchmark],
+                "line": {"width": 1.5, "dash": "dash"},
+                "hovertemplate": f"{name}: " + "%{y}<extra></extra>",
+            }
+        )
+    layout = {
+        "margin": {"l": 70, "r": 20, "t": 10, "b": 40},
+        "height": 320,
+        "yaxis": {"title": {"text": "Value (USD)"}, "tickprefix": "$", "hoverformat": ",.2f"},
+        "xaxis": {"type": "date"},
+        "legend": {"orientation": "h", "y": -0.2},
+    }
+    return _html({"data": traces, "layout": layout}, "value-chart", "Value over time", "value")

@@ -1,5 +1,7 @@
 """Forms check the shape of input; the services check the rules (and are the only writers)."""
 
+from __future__ import annotations
+
 from decimal import Decimal
 
 from django import forms
@@ -90,6 +92,44 @@ class PortfolioCreateForm(forms.Form):
     opening_deposit = amount_field(
         required=False, label="Opening deposit (optional)", initial=OPENING_DEPOSIT
     )
+    starts_on = forms.DateField(
+        required=False,
+        label="Start in the past (optional)",
+        help_text="A time machine: the portfolio starts on this day of the stored history, "
+        "trades at that day's closes, and you move its clock forward.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter the start date as YYYY-MM-DD."},
+    )
+
+    def bound_to(self, stored: tuple | None) -> PortfolioCreateForm:
+        """Bound the date picker by the stored history (first and last session)."""
+        if stored:
+            first, last = stored
+            self.fields["starts_on"].widget.attrs.update(
+                {"min": first.isoformat(), "max": last.isoformat()}
+            )
+        return self
+
+
+class ClockForm(forms.Form):
+    """Move a time-machine portfolio's clock: a step, or a date."""
+
+    step = forms.ChoiceField(
+        choices=[("day", "Next day"), ("week", "Next week"), ("month", "Next month")],
+        required=False,
+    )
+    to = forms.DateField(
+        required=False,
+        label="Go to date",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter the date as YYYY-MM-DD."},
+    )
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("step") and not data.get("to") and not self.errors:
+            raise forms.ValidationError("Pick a date to go to, or a step.")
+        return data
 
 
 class PortfolioRenameForm(forms.Form):

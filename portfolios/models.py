@@ -50,6 +50,12 @@ class Portfolio(models.Model):
     net_contributions = cash_field(default=ZERO)
     realized_gain = cash_field(default=ZERO)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A time-machine portfolio's clock (PRODUCT §10.2): the session it stands at. It only moves
+    # forward; trades fill at its close. None: a live portfolio, at today's prices.
+    clock = models.DateField(null=True, blank=True)
+    # When its latest ledger entry took effect: no entry may take effect before it (the
+    # services and, on PostgreSQL, a trigger keep the ledger in time order).
+    last_entry_at = models.DateTimeField(null=True, blank=True)
 
     objects = PortfolioQuerySet.as_manager()
 
@@ -65,6 +71,10 @@ class Portfolio(models.Model):
 
     def get_absolute_url(self) -> str:
         return f"/portfolios/{self.pk}/"
+
+    @property
+    def is_time_machine(self) -> bool:
+        return self.clock is not None
 
 
 class TransactionQuerySet(models.QuerySet):

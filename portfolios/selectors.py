@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Window
 from django.utils import timezone
 
-from marketdata.port import MarketDataError, MarketDataPort, PricePoint, get_price_port
+from marketdata.port import (
+    MarketDataError,
+    MarketDataPort,
+    PricePoint,
+    close_of,
+    get_price_port,
+)
 from portfolios.models import Holding, Portfolio, Transaction
 from portfolios.money import to_cash
 
@@ -140,19 +147,30 @@ def portfolio_summaries(
     portfolios = list(portfolios)
     holdings = list(Holding.objects.filter(portfolio__in=portfolios).order_by("ticker"))
     port = prices or get_price_port()
-    tickers = sorted({h.ticker for h in holdings})
-    quotes = port.get_current_prices(tickers)
-    today = todays_trades(portfolios, quotes)
     by_portfolio: dict[int, list[Holding]] = {}
     for h in holdings:
         by_portfolio.setdefault(h.portfolio_id, []).append(h)
+    # Live portfolios at today's prices; each time machine at its clock's closes (one price
+    # read and one trades query per distinct clock).
+    by_clock: dict[date | None, list[Portfolio]] = {}
+    for p in portfolios:
+        by_clock.setdefault(p.clock, []).append(p)
     now = timezone.now()
-    summaries = [_summarize(p, by_portfolio.get(p.pk, []), quotes, today, now) for p in portfolios]
-    names = port.company_names(tickers)  # from a bundled list: no query, no call
-    for summary in summaries:
+    summaries: dict[int, PortfolioSummary] = {}
+    for clock, group in by_clock.items():
+        tickers = sorted({h.ticker for p in group for h in by_portfolio.get(p.pk, [])})
+        if clock is None:
+            quotes = port.get_current_prices(tickers)
+        else:
+            quotes = port.get_prices_at(tickers, close_of(clock)) if tickers else {}
+        today = todays_trades(group, quotes)
+        for p in group:
+            summaries[p.pk] = _summarize(p, by_portfolio.get(p.pk, []), quotes, today, now)
+    names = port.company_names(sorted({h.ticker for h in holdings}))  # bundled: no query
+    for summary in summaries.values():
         for row in summary.holdings:
             row.company = names.get(row.ticker, "")
-    return summaries
+    return [summaries[p.pk] for p in portfolios]
 
 
 def todays_trades(

@@ -8,9 +8,10 @@ the running totals. A broken rule raises a :class:`LedgerError` and writes nothi
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -110,24 +111,139 @@ def _locked(portfolio: Portfolio) -> Portfolio:
 
 
 def _refresh(portfolio: Portfolio, locked: Portfolio) -> None:
-    for name in ("cash", "net_contributions", "realized_gain"):
+    for name in ("cash", "net_contributions", "realized_gain", "clock", "last_entry_at"):
         setattr(portfolio, name, getattr(locked, name))
 
 
+def _same_clock(portfolio: Portfolio, locked: Portfolio) -> None:
+    """A trade priced at one clock's close must not fill after the clock moved on."""
+    if portfolio.clock != locked.clock:
+        raise LedgerError(
+            f"The portfolio's clock moved to {locked.clock:%a %-d %b %Y} while this order was "
+            "being placed; place it again at that day's price."
+        )
+
+
+def _entry_time(locked: Portfolio) -> datetime:
+    """When an entry made now (under the lock) takes effect: on a time-machine portfolio, its
+    clock's close; on a live one, now. Never before the latest entry (a machine whose clock is
+    behind another's writes at that entry's time), so the ledger stays in time order."""
+    at = close_of(locked.clock) if locked.clock is not None else timezone.now()
+    if locked.last_entry_at is not None and at < locked.last_entry_at:
+        at = locked.last_entry_at
+    return at
+
+
+def _save_totals(locked: Portfolio, entry: Transaction, *names: str) -> None:
+    """Save the running totals ``names`` and the time of ``entry``, the latest one."""
+    locked.last_entry_at = entry.executed_at
+    locked.save(update_fields=[*names, "last_entry_at"])
+
+
 # --- portfolios -------------------------------------------------------------------------------
-def portfolio_create(*, owner, name: str, opening_deposit: Decimal | None = None) -> Portfolio:
+def portfolio_create(
+    *,
+    owner,
+    name: str,
+    opening_deposit: Decimal | None = None,
+    starts_on: date | None = None,
+    prices: MarketDataPort | None = None,
+) -> Portfolio:
+    """A new portfolio: live, or with ``starts_on`` a time machine whose clock starts at that
+    session (the first stored session on or after it)."""
     name = validate_name(name)
     if opening_deposit is not None:
         validate_amount(opening_deposit)
+    clock = _first_clock(starts_on, prices) if starts_on is not None else None
     if Portfolio.objects.filter(owner=owner, name=name).exists():
         raise LedgerError(f"You already have a portfolio named “{name}”.", field="name")
     try:
         with transaction.atomic():
-            portfolio = Portfolio.objects.create(owner=owner, name=name)
+            portfolio = Portfolio.objects.create(owner=owner, name=name, clock=clock)
             if opening_deposit is not None:
                 portfolio_deposit(portfolio=portfolio, amount=opening_deposit)
     except IntegrityError:
         raise LedgerError(f"You already have a portfolio named “{name}”.", field="name") from None
+    return portfolio
+
+
+# --- the time machine (PRODUCT §10.2) ----------------------------------------------------------
+def _stored_bounds(prices: MarketDataPort | None) -> tuple[date, date]:
+    found = (prices or get_price_port()).stored_range()
+    if found is None:
+        raise LedgerError("No prices are stored yet, so there is no past to start in.")
+    return found
+
+
+def _first_clock(starts_on: date, prices: MarketDataPort | None) -> date:
+    first, last = _stored_bounds(prices)
+    if not first <= starts_on <= last:
+        raise LedgerError(
+            f"Pick a start date between {first:%a %-d %b %Y} and {last:%a %-d %b %Y}: the "
+            "prices stored run from the one to the other.",
+            field="starts_on",
+        )
+    sessions = (prices or get_price_port()).sessions(starts_on, last)
+    if not sessions:
+        raise LedgerError(f"No market session from {starts_on:%-d %b %Y} on.", field="starts_on")
+    return sessions[0]
+
+
+CLOCK_STEPS = ("day", "week", "month")
+
+
+def clock_target(clock: date, step: str, *, prices: MarketDataPort | None = None) -> date:
+    """Where "Next day", "Next week" or "Next month" takes a clock: the next session, or the
+    first session on or after a week or a calendar month later."""
+    port = prices or get_price_port()
+    if step == "day":
+        following = port.sessions(clock + timedelta(days=1), clock + timedelta(days=10))
+        return following[0] if following else clock + timedelta(days=1)
+    if step == "week":
+        return clock + timedelta(days=7)
+    if step == "month":
+        year, month = divmod(clock.year * 12 + clock.month, 12)
+        last_day = calendar.monthrange(year, month + 1)[1]
+        return date(year, month + 1, min(clock.day, last_day))
+    raise LedgerError(f"Unknown step {step!r}: day, week or month.")
+
+
+def portfolio_advance(
+    *, portfolio: Portfolio, to: date, prices: MarketDataPort | None = None
+) -> Portfolio:
+    """Move a time-machine portfolio's clock forward to the session ``to`` (or the last
+    session before it), never back and never past the latest stored session; the splits and
+    dividends it crosses apply on the way. Locks the portfolio row, like a trade."""
+    if portfolio.clock is None:
+        raise LedgerError("This portfolio is live: it has no clock to move.")
+    port = prices or get_price_port()
+    first, last = _stored_bounds(port)
+    with transaction.atomic():
+        locked = _locked(portfolio)
+        if to <= locked.clock:
+            raise LedgerError(
+                f"The clock only moves forward: it is at {locked.clock:%a %-d %b %Y}; pick a "
+                "later date.",
+                field="to",
+            )
+        if to > last:
+            raise LedgerError(
+                f"The latest stored session is {last:%a %-d %b %Y}: the clock cannot go past "
+                f"it (asked for {to:%a %-d %b %Y}).",
+                field="to",
+            )
+        sessions = port.sessions(locked.clock + timedelta(days=1), to)
+        if not sessions:
+            raise LedgerError(
+                f"There is no market session after {locked.clock:%a %-d %b %Y} up to "
+                f"{to:%a %-d %b %Y}; pick a later date.",
+                field="to",
+            )
+        locked.clock = sessions[-1]
+        locked.save(update_fields=["clock"])
+        apply_corporate_actions(portfolio=locked, prices=port, today=locked.clock)
+        locked.refresh_from_db()
+    _refresh(portfolio, locked)
     return portfolio
 
 
@@ -157,7 +273,7 @@ def portfolio_deposit(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
     with transaction.atomic():
         # Lock: two deposits racing would each add to the balance they read and lose one.
         locked = _locked(portfolio)
-        now = timezone.now()  # after the lock, so the ledger's time order is its lock order
+        now = _entry_time(locked)  # after the lock, so the ledger's time order is its lock order
         if locked.cash + amount > MAX_CASH:
             raise BalanceLimitExceeded(
                 f"A balance may be at most {format_money(MAX_CASH)}; this deposit would make it "
@@ -168,7 +284,7 @@ def portfolio_deposit(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
         )
         locked.cash += amount
         locked.net_contributions += amount
-        locked.save(update_fields=["cash", "net_contributions"])
+        _save_totals(locked, txn, "cash", "net_contributions")
     _refresh(portfolio, locked)
     return txn
 
@@ -178,7 +294,7 @@ def portfolio_withdraw(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
     with transaction.atomic():
         # Lock: two withdrawals racing could each see enough cash and together overdraw it.
         locked = _locked(portfolio)
-        now = timezone.now()
+        now = _entry_time(locked)
         if amount > locked.cash:
             raise InsufficientFunds(available=locked.cash, required=amount)
         txn = Transaction.objects.create(
@@ -189,7 +305,7 @@ def portfolio_withdraw(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
         )
         locked.cash -= amount
         locked.net_contributions -= amount
-        locked.save(update_fields=["cash", "net_contributions"])
+        _save_totals(locked, txn, "cash", "net_contributions")
     _refresh(portfolio, locked)
     return txn
 
@@ -249,19 +365,38 @@ def _fill_price(ticker: str, prices: MarketDataPort | None, stored_only: bool) -
     return point
 
 
+def _price_at_clock(ticker: str, clock: date, prices: MarketDataPort | None) -> PricePoint:
+    """A time-machine fill: the close of the clock's session (the last stored bar at or before
+    it), from stored bars only: a time-machine portfolio never spends quota on a trade."""
+    port = prices or get_price_port()
+    try:
+        return port.get_price_at(ticker, close_of(clock))
+    except TickerNotFound:
+        raise PriceUnavailable(
+            f"No price of {ticker} is stored: it cannot be traded in the past."
+        ) from None
+    except MarketDataUnavailable as exc:  # the clock is before its first stored bar
+        raise PriceUnavailable(str(exc)) from None
+
+
 def trade_quote(
     *,
     ticker: str,
     quantity: Decimal,
     prices: MarketDataPort | None = None,
     stored_only: bool = False,
+    clock: date | None = None,
 ) -> Quote:
     """Validate a trade's inputs and price it at the current price (server-side, never the
     browser's): the freshest price the port has, fetched if need be. ``stored_only`` prices a
-    preview from stored prices without spending any quota."""
+    preview from stored prices without spending any quota. With a ``clock`` (a time-machine
+    portfolio's), at that session's close."""
     ticker = validate_ticker(ticker)
     quantity = validate_quantity(quantity)
-    point = _fill_price(ticker, prices, stored_only)
+    if clock is not None:
+        point = _price_at_clock(ticker, clock, prices)
+    else:
+        point = _fill_price(ticker, prices, stored_only)
     total = to_cash(quantity * point.price)
     if total <= 0:
         raise InvalidQuantity(
@@ -300,11 +435,12 @@ def _trade_row(
 def portfolio_buy(
     *, portfolio: Portfolio, ticker: str, quantity: Decimal, prices: MarketDataPort | None = None
 ) -> Transaction:
-    quote = trade_quote(ticker=ticker, quantity=quantity, prices=prices)
+    quote = trade_quote(ticker=ticker, quantity=quantity, prices=prices, clock=portfolio.clock)
     with transaction.atomic():
         # Lock: two buys racing could each see enough cash and together overdraw it.
         locked = _locked(portfolio)
-        now = timezone.now()
+        _same_clock(portfolio, locked)
+        now = _entry_time(locked)
         if quote.total > locked.cash:
             raise InsufficientFunds(available=locked.cash, required=quote.total, field="quantity")
         txn = _trade_row(locked, Transaction.Kind.BUY, quote, -quote.total, now)
@@ -317,7 +453,7 @@ def portfolio_buy(
         holding.cost_basis += quote.total
         holding.save()
         locked.cash -= quote.total
-        locked.save(update_fields=["cash"])
+        _save_totals(locked, txn, "cash")
     _refresh(portfolio, locked)
     return txn
 
@@ -333,11 +469,12 @@ def portfolio_sell(
         raise InsufficientShares(
             ticker=ticker, held=held.quantity if held else ZERO, requested=quantity
         )
-    quote = trade_quote(ticker=ticker, quantity=quantity, prices=prices)
+    quote = trade_quote(ticker=ticker, quantity=quantity, prices=prices, clock=portfolio.clock)
     with transaction.atomic():
         # Lock: two sells racing could each see the shares and together oversell them.
         locked = _locked(portfolio)
-        now = timezone.now()
+        _same_clock(portfolio, locked)
+        now = _entry_time(locked)
         holding = Holding.objects.filter(portfolio=locked, ticker=ticker).first()
         held_quantity = holding.quantity if holding else ZERO
         if held_quantity < quantity:
@@ -361,7 +498,7 @@ def portfolio_sell(
             holding.save(update_fields=["quantity", "cost_basis"])
         locked.cash += quote.total
         locked.realized_gain += gain
-        locked.save(update_fields=["cash", "realized_gain"])
+        _save_totals(locked, txn, "cash", "realized_gain")
     _refresh(portfolio, locked)
     return txn
 
@@ -377,7 +514,11 @@ class AppliedActions:
 
 
 def apply_corporate_actions(
-    *, tickers: Iterable[str] | None = None, prices: MarketDataPort | None = None, today=None
+    *,
+    tickers: Iterable[str] | None = None,
+    prices: MarketDataPort | None = None,
+    today=None,
+    portfolio: Portfolio | None = None,
 ) -> AppliedActions:
     """Append the ``SPLIT`` and ``DIVIDEND`` entries that the recorded actions owe positions.
 
@@ -390,9 +531,15 @@ def apply_corporate_actions(
     cent, half-even: ``held × amount``. Idempotent: each (portfolio, action) has at most one
     entry, enforced by the database; each is written under the portfolio's row lock, like a
     trade, so a trade racing it is ordered before or after it, never in between.
+
+    A time-machine portfolio gets an action only once its clock has reached the action's date
+    (a dividend's pay date): its entries take effect at the start of that day, so moving the
+    clock across an action applies it in time order. ``portfolio`` limits the run to one.
     """
     port = prices or get_price_port()
     traded = Transaction.objects.filter(kind=Transaction.Kind.BUY)
+    if portfolio is not None:
+        traded = traded.filter(portfolio=portfolio)
     if tickers is not None:
         traded = traded.filter(ticker__in=list(tickers))
     # Each ticker ever bought, with the session of its first fill: an action dated on or before
@@ -412,15 +559,13 @@ def apply_corporate_actions(
         if not action.is_split and action.payable_on > today:
             continue
         kind = Transaction.Kind.SPLIT if action.is_split else Transaction.Kind.DIVIDEND
-        held_then = Transaction.objects.filter(
-            ticker=action.ticker, kind=Transaction.Kind.BUY, price_as_of__lt=day_start(action.date)
-        )
+        held_then = traded.filter(ticker=action.ticker, price_as_of__lt=day_start(action.date))
         done = Transaction.objects.filter(kind=kind, ticker=action.ticker, effective_on=action.date)
         owed = set(held_then.values_list("portfolio_id", flat=True).distinct()) - set(
             done.values_list("portfolio_id", flat=True)
         )
         for portfolio_id in sorted(owed):
-            if _apply_action(portfolio_id, action, kind) is not None:
+            if _apply_action(portfolio_id, action, kind, today) is not None:
                 splits += action.is_split
                 dividends += not action.is_split
     return AppliedActions(splits=splits, dividends=dividends)
@@ -447,20 +592,28 @@ def _held_before(portfolio: Portfolio, ticker: str, day) -> Decimal:
     return found or ZERO
 
 
-def _apply_action(portfolio_id: int, action: CorporateActionPoint, kind: str) -> Transaction | None:
+def _apply_action(
+    portfolio_id: int, action: CorporateActionPoint, kind: str, today: date
+) -> Transaction | None:
     with transaction.atomic():
         locked = Portfolio.objects.select_for_update().get(pk=portfolio_id)
+        due = action.date if action.is_split else action.payable_on
+        if locked.clock is not None and due > locked.clock:
+            return None  # the time machine has not got there yet
         done = locked.transactions.filter(kind=kind, ticker=action.ticker, effective_on=action.date)
         if done.exists():
             return None  # applied by a run that came first
         held = _held_before(locked, action.ticker, action.date)
         if held <= 0:
             return None
+        at = _entry_time(locked)
+        if locked.clock is not None:  # at the start of its day, if the ledger allows
+            at = max(day_start(due), locked.last_entry_at or day_start(due))
         row = {
             "portfolio": locked,
             "kind": kind,
             "ticker": action.ticker,
-            "executed_at": timezone.now(),
+            "executed_at": at,
             "price_source": action.source,
             "price_as_of": close_of(action.date),
             "price_was_stale": False,
@@ -472,6 +625,7 @@ def _apply_action(portfolio_id: int, action: CorporateActionPoint, kind: str) ->
             if not added:
                 return None
             entry = Transaction.objects.create(quantity=added, cash_change=ZERO, **row)
+            _save_totals(locked, entry)
             holding = Holding.objects.filter(portfolio=locked, ticker=action.ticker).first()
             if holding is None:  # sold since: what was sold was the old shares' count
                 holding = Holding(portfolio=locked, ticker=action.ticker, quantity=ZERO)
@@ -490,7 +644,7 @@ def _apply_action(portfolio_id: int, action: CorporateActionPoint, kind: str) ->
         )
         locked.cash += credit
         locked.realized_gain += credit
-        locked.save(update_fields=["cash", "realized_gain"])
+        _save_totals(locked, entry, "cash", "realized_gain")
         return entry
 
 
@@ -509,9 +663,10 @@ def ledger_replay(*, portfolio: Portfolio) -> LedgerState:
     """Recompute cash, contributions, realized gain and holdings from the ledger, oldest first,
     with the same average-cost arithmetic as the trade services."""
     state = LedgerState(holdings={})
-    # In id order: ids are handed out under the portfolio lock, so they are the order in which
-    # the services applied the rows (executed_at could tie, or differ across clock adjustments).
-    rows = portfolio.transactions.order_by("id").values_list(
+    # In time order (then id order, for entries of one moment): the services write every entry
+    # under the portfolio lock at or after the latest one's time (``_entry_time``), so this is
+    # also the order they were applied in, on live and time-machine portfolios alike.
+    rows = portfolio.transactions.order_by("executed_at", "id").values_list(
         "kind", "ticker", "quantity", "cash_change"
     )
     for kind, ticker, quantity, cash_change in rows.iterator(chunk_size=2000):

@@ -11,6 +11,12 @@ urlpatterns = [
     path("portfolios/", views.portfolio_create, name="portfolio_create"),
     path("portfolios/<int:pk>/", views.portfolio_detail, name="portfolio_detail"),
     path("portfolios/<int:pk>/live/", views.portfolio_live, name="portfolio_live"),
+    path("portfolios/<int:pk>/clock/", views.portfolio_clock, name="portfolio_clock"),
+    path(
+        "portfolios/<int:pk>/performance/",
+        views.portfolio_performance,
+        name="portfolio_performance",
+    ),
     path("portfolios/<int:pk>/trade/", views.portfolio_trade, name="portfolio_trade"),
     path("portfolios/<int:pk>/trade/preview/", views.trade_preview, name="trade_preview"),
     path("portfolios/<int:pk>/deposit/", views.portfolio_deposit, name="portfolio_deposit"),

@@ -21,6 +21,7 @@ from marketdata.port import (
     PricePoint,
     TickerNotFound,
     clean_query,
+    close_of,
     get_price_port,
     normalize_ticker,
 )
@@ -28,6 +29,7 @@ from portfolios import services
 from portfolios.exceptions import LedgerError
 from portfolios.forms import (
     CashForm,
+    ClockForm,
     PortfolioCreateForm,
     PortfolioRenameForm,
     PreviewForm,
@@ -70,6 +72,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 # --- dashboard --------------------------------------------------------------------------------
 def _dashboard(request: HttpRequest, form: PortfolioCreateForm, status: int = 200) -> HttpResponse:
     portfolios = list(Portfolio.objects.for_user(request.user))
+    form.bound_to(get_price_port().stored_range())
     context = {"summaries": portfolio_summaries(portfolios), "form": form}
     return render(request, "portfolios/dashboard.html", context, status=status)
 
@@ -92,6 +95,7 @@ def portfolio_create(request: HttpRequest) -> HttpResponse:
                 owner=request.user,
                 name=form.cleaned_data["name"],
                 opening_deposit=form.cleaned_data["opening_deposit"],
+                starts_on=form.cleaned_data["starts_on"],
             )
         except LedgerError as exc:
             _add_error(form, exc)
@@ -99,6 +103,66 @@ def portfolio_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Portfolio “{portfolio.name}” created.")
             return redirect(portfolio)
     return _dashboard(request, form, status=INVALID)
+
+
+# --- the time machine and performance ----------------------------------------------------------
+@require_POST
+def portfolio_clock(request: HttpRequest, pk: int) -> HttpResponse:
+    """Move a time-machine portfolio's clock forward: a step or a date; refused with a message
+    (and nothing changed) when it would go back or past the stored history."""
+    portfolio = portfolio_get_for_user(request, pk)
+    form = ClockForm(request.POST)
+    if form.is_valid():
+        try:
+            to = form.cleaned_data["to"]
+            if not to:
+                if portfolio.clock is None:
+                    raise LedgerError("This portfolio is live: it has no clock to move.")
+                to = services.clock_target(portfolio.clock, form.cleaned_data["step"])
+            services.portfolio_advance(portfolio=portfolio, to=to)
+        except LedgerError as exc:
+            _add_error(form, exc)
+            if portfolio.clock is None:  # no clock card to show it in
+                messages.error(request, exc.message)
+        else:
+            messages.success(request, f"The clock is at {portfolio.clock:%a %-d %b %Y}.")
+            return redirect(portfolio)
+    return _render_detail(request, portfolio, status=INVALID, clock_form=form)
+
+
+@require_GET
+def portfolio_performance(request: HttpRequest, pk: int) -> HttpResponse:
+    """The value-over-time card: the chart for a range, the benchmark, the returns."""
+    from portfolios import charts, performance
+
+    portfolio = portfolio_get_for_user(request, pk)
+    port = get_price_port()
+    points = performance.value_series(portfolio, prices=port)
+    name = charts.value_range(request.GET.get("range"))
+    end = points[-1].day if points else performance.series_end(portfolio)
+    start = charts.value_range_start(name, end)
+    shown = [p for p in points if p.day >= start] if points else []
+    benchmark, benchmark_error = charts.benchmark_ticker(request.GET.get("benchmark"), port), ""
+    bench_line = []
+    if shown and benchmark:
+        try:
+            bars = port.get_price_history(benchmark, shown[0].day, end, adjusted=True)
+        except MarketDataError as exc:
+            bars, benchmark_error = [], str(exc)
+        bench_line = charts.rebased(bars, shown)
+        if not bench_line and not benchmark_error:
+            benchmark_error = f"No stored prices of {benchmark} in this range."
+    context = {
+        "portfolio": portfolio,
+        "value_range": name,
+        "value_ranges": charts.VALUE_RANGE_LABELS,
+        "benchmark": benchmark,
+        "benchmark_error": benchmark_error,
+        "returns": performance.returns(points, start) if points else None,
+        "value_chart": charts.value_chart(shown, bench_line, benchmark) if shown else "",
+        "gaps": sum(1 for p in shown if p.carried),
+    }
+    return render(request, "portfolios/portfolio_detail.html#performance", context)
 
 
 # --- one portfolio ----------------------------------------------------------------------------
@@ -114,6 +178,10 @@ REGION_PARTS = {
 def _detail_context(request: HttpRequest, portfolio: Portfolio, region: str = "", **forms) -> dict:
     parts = REGION_PARTS[region]
     context: dict = {"portfolio": portfolio, "receipt": forms.get("receipt")}
+    if portfolio.clock is not None and not region:
+        context["clock_form"] = forms.get("clock_form") or ClockForm()
+        stored = get_price_port().stored_range()
+        context["last_session"] = stored[1] if stored else None
     if "live" in parts:
         context["summary"] = portfolio_summary(portfolio)
         context["poll_seconds"] = settings.PAPERTRADE.ui.poll_interval_seconds
@@ -387,10 +455,21 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
         return redirect("stock_detail", ticker=symbol)
     port = get_price_port()
     fetching, status = False, 200
+    # Opened from a time-machine portfolio: the stock as it stood at that portfolio's clock.
+    machine = None
+    with contextlib.suppress(ValueError, TypeError):
+        machine = (
+            Portfolio.objects.for_user(request.user)
+            .filter(pk=int(request.GET.get("portfolio", "")), clock__isnull=False)
+            .first()
+        )
     try:
-        # No wait: the page answers from what is stored and picks a fetched price up by
-        # polling (stock_price_status), so no web thread waits on the provider.
-        point = port.get_current_price(symbol, wait=0)
+        if machine is not None:
+            point = port.get_price_at(symbol, close_of(machine.clock))
+        else:
+            # No wait: the page answers from what is stored and picks a fetched price up by
+            # polling (stock_price_status), so no web thread waits on the provider.
+            point = port.get_current_price(symbol, wait=0)
     except NoStoredPrices as exc:
         # Perhaps a ticker, only nothing stored and nothing to fetch with: say so, by name.
         point, error, status = None, str(exc), 404
@@ -436,6 +515,7 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
         "chart_range": chart_range,
         "adjusted": adjusted,
         "splits": splits,
+        "machine": machine,
         "as_traded": charts.AS_TRADED,
         "chart_ranges": charts.CHART_RANGE_LABELS,
         "fetching": fetching,

@@ -335,3 +335,38 @@ def test_applying_a_split_races_trades_and_itself_without_a_double_or_a_lost_sha
     holding = Holding.objects.get(portfolio=portfolio, ticker="RACE")
     assert holding.quantity == Decimal("20") - RACERS // 2
     assert ledger_differences(portfolio=Portfolio.objects.get(pk=portfolio.pk)) == []
+
+
+def test_moving_a_time_machines_clock_races_its_trades_in_time_order(user):
+    """Four racers move the clock a day on, four buy at the clock's close: the clock moves
+    once, and every buy fills at the close of the clock it was written under, never at a
+    price of a day the clock has left."""
+    from portfolios.services import clock_target, portfolio_advance
+
+    days = [date(2025, 7, 24), date(2025, 7, 25), date(2025, 7, 28)]
+    store_bars("TIME", [(d, f"{100 + i}.0000") for i, d in enumerate(days)])
+    machine = portfolio_create(
+        owner=user, name="Racing", opening_deposit=Decimal("10000"), starts_on=days[0]
+    )
+
+    def act(mine: Portfolio, i: int):
+        if i % 2:
+            return portfolio_advance(portfolio=mine, to=clock_target(mine.clock, "day"))
+        return portfolio_buy(portfolio=mine, ticker="TIME", quantity=Decimal("1"))
+
+    results = race(machine, act)
+    refused = [r for r in results if isinstance(r, LedgerError)]
+    moved = [r for r in results if isinstance(r, Portfolio)]
+    bought = [r for r in results if isinstance(r, Transaction)]
+    assert len(refused) + len(moved) + len(bought) == RACERS, results
+    assert len(moved) == 1  # the others found the clock already there: forward only
+    assert Portfolio.objects.get(pk=machine.pk).clock == days[1]
+    for buy in Transaction.objects.filter(portfolio=machine, kind="BUY"):
+        assert buy.executed_at == buy.price_as_of  # filled at the close of its own clock
+    times = list(
+        Transaction.objects.filter(portfolio=machine)
+        .order_by("id")
+        .values_list("executed_at", flat=True)
+    )
+    assert times == sorted(times)  # the ledger is in time order
+    assert ledger_differences(portfolio=Portfolio.objects.get(pk=machine.pk)) == []

@@ -50,30 +50,22 @@ def test_the_adjusted_chart_is_continuous_and_the_traded_one_shows_the_cliff(aut
     assert "10-for-1 split" in figure["layout"]["annotations"][0]["text"]
 
 
-def test_a_demo_holding_bought_before_the_split_keeps_its_value(user, demo):
-    from marketdata.port import close_of
-    from portfolios.services import apply_corporate_actions, ledger_differences
+def test_a_time_machine_holding_keeps_its_value_as_the_clock_crosses_the_split(user, demo):
+    from portfolios.selectors import portfolio_summary
+    from portfolios.services import ledger_differences, portfolio_advance, portfolio_buy
 
-    # A holding bought at the 2025-11-14 close (1,112.17), as the time machine will fill it.
-    portfolio = portfolio_create(owner=user, name="Before", opening_deposit=Decimal("20000"))
-    Transaction.objects.create(
-        portfolio=portfolio,
-        kind=Transaction.Kind.BUY,
-        ticker="NFLX",
-        quantity=Decimal("10"),
-        price=Decimal("1112.17"),
-        cash_change=Decimal("-11121.70"),
-        executed_at=close_of(date(2025, 11, 14)),
-        price_source="import",
-        price_as_of=close_of(date(2025, 11, 14)),
-        price_was_stale=False,
+    portfolio = portfolio_create(
+        owner=user, name="Before", opening_deposit=Decimal("20000"), starts_on=date(2025, 11, 14)
     )
-    Holding.objects.create(
-        portfolio=portfolio, ticker="NFLX", quantity=Decimal("10"), cost_basis=Decimal("11121.70")
-    )
-    portfolio.cash -= Decimal("11121.70")
-    portfolio.save()
-    apply_corporate_actions()
+    bought = portfolio_buy(portfolio=portfolio, ticker="NFLX", quantity=Decimal("10"))
+    assert bought.price == Decimal("1112.1700")
+    before = portfolio_summary(portfolio).total_value
+    portfolio_advance(portfolio=portfolio, to=date(2025, 11, 17))
     holding = Holding.objects.get(portfolio=portfolio, ticker="NFLX")
     assert holding.quantity == Decimal("100") and holding.average_cost == Decimal("111.2170")
+    split = Transaction.objects.get(portfolio=portfolio, kind=Transaction.Kind.SPLIT)
+    assert split.quantity == Decimal("90") and split.effective_on == date(2025, 11, 17)
+    after = portfolio_summary(portfolio).total_value
+    # 10 × 1,112.17 then 100 × 110.29: the day's move (−0.83 %), not a 90 % loss.
+    assert after - before == Decimal("100") * Decimal("110.29") - Decimal("11121.70")
     assert ledger_differences(portfolio=portfolio) == []
