@@ -309,6 +309,15 @@ def fetch_actions(
     queue = list(plan)
     while queue:
         ticker, priority = queue[0]
+        # Two calls a ticker, kept only when both answer: start one only with room for both,
+        # so the minute or the day's share closing between them does not waste the first.
+        room = _room_for_two()
+        if room == "day":
+            report.stopped_because = "the quota is spent"
+            break
+        if room == "minute":
+            time.sleep(max(0.05, 60.5 - time.time() % 60))
+            continue
         try:
             stored = upstream.fetch_actions(
                 ticker, priority=priority, wait=spacing + SPACING_WAIT_SLACK
@@ -331,3 +340,17 @@ def fetch_actions(
         queue.pop(0)
     report.remaining = [t for t, _ in queue]
     return report
+
+
+def _room_for_two() -> str:
+    """"" when the quota has room for two scheduled calls now, else the window that lacks it
+    ("minute" or "day"); "" too when the quota cannot be read (the calls then ask it)."""
+    try:
+        status = get_quota().status()
+    except MarketDataError:
+        return ""
+    if status.left_day_scheduled < 2:
+        return "day"
+    if status.left_minute < 2:
+        return "minute"
+    return ""

@@ -299,3 +299,19 @@ def test_no_splits_or_dividends_are_fetched_when_switched_off(live, fake_av, set
     watch(settings, "IBM")  # the live fixture switches them off (actions_every_days = 0)
     refresh_prices()
     assert fake_av.count("SPLITS") == fake_av.count("DIVIDENDS") == 0
+
+
+def test_a_tickers_splits_are_not_fetched_when_its_dividends_could_not_follow(
+    live, fake_av, portfolio, settings
+):
+    # Six calls a day, two kept for people: four for the refresh. One price, then one ticker's
+    # SPLITS and DIVIDENDS; one call is left, not enough for a pair: no lone SPLITS.
+    quota(settings, per_day=6, interactive_reserve=2)
+    actions_weekly(settings)
+    hold(portfolio, "HLDA")
+    watch(settings, "WCHA")
+    fresh("WCHA")  # its price needs no call
+    summary = refresh_prices()
+    assert summary.actions_checked == ("HLDA",)
+    assert fake_av.count("SPLITS") == fake_av.count("DIVIDENDS") == 1
+    assert "quota is spent" in summary.note
