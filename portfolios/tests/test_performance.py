@@ -111,3 +111,31 @@ def test_the_series_costs_two_queries_whatever_the_tickers_and_is_cached(user, h
     with CaptureQueriesContext(connection) as warm:
         assert value_series(portfolio) == series
     assert [q for q in warm.captured_queries if "papertrade_cache" not in q["sql"]] == []
+
+
+@pytest.mark.django_db
+def test_the_value_card_makes_the_same_queries_whatever_the_range_or_the_tickers(auth_client, user):
+    days = [date(2025, 8, d) for d in (4, 5, 6, 7, 8)]
+    names = [f"T{i}" for i in range(6)]
+    for name in names:
+        store_bars(name, [(d, "10.0000") for d in days])
+    forget_current_prices(names)
+    counts = {}
+    for held in (1, 6):
+        portfolio = portfolio_create(
+            owner=user, name=f"P{held}", opening_deposit=D("1000"), starts_on=days[0]
+        )
+        for name in names[:held]:
+            portfolio_buy(portfolio=portfolio, ticker=name, quantity=D("1"))
+        portfolio_advance(portfolio=portfolio, to=days[-1])
+        for chosen in ("1M", "ALL"):
+            from django.core.cache import cache
+
+            cache.clear()  # cold: the series is built, not read from the cache
+            url = f"/portfolios/{portfolio.pk}/performance/?range={chosen}&benchmark=T0"
+            with CaptureQueriesContext(connection) as captured:
+                assert auth_client.get(url).status_code == 200
+            counts[held, chosen] = len(
+                [q for q in captured.captured_queries if "papertrade_cache" not in q["sql"]]
+            )
+    assert len(set(counts.values())) == 1, counts
