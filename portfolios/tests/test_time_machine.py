@@ -180,3 +180,30 @@ def test_a_live_portfolio_has_no_clock_to_move(auth_client, portfolio, stored):
     response = auth_client.post(f"/portfolios/{portfolio.pk}/clock/", {"step": "day"})
     assert response.status_code == 422 and "This portfolio is live" in response.content.decode()
     assert Portfolio.objects.get(pk=portfolio.pk).clock is None
+
+
+def test_a_time_machine_trade_spends_no_quota(live, fake_av, user, stored):
+    machine = portfolio_create(
+        owner=user, name="Quiet", opening_deposit=D("1000"), starts_on=date(2025, 7, 24)
+    )
+    portfolio_buy(portfolio=machine, ticker="AAPL", quantity=D("1"))
+    portfolio_advance(portfolio=machine, to=date(2025, 8, 1))
+    portfolio_buy(portfolio=machine, ticker="MSFT", quantity=D("1"))
+    assert fake_av.count() == 0
+
+
+def test_a_live_portfolio_has_its_value_card_too(auth_client, portfolio, stored):
+    portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=D("2"))
+    body = auth_client.get(f"/portfolios/{portfolio.pk}/performance/").content.decode()
+    assert 'data-chart="value-chart-figure"' in body and 'id="returns"' in body
+
+
+def test_a_trade_reloads_the_value_card_after_it(auth_client, machine):
+    response = auth_client.post(
+        f"/portfolios/{machine.pk}/trade/",
+        {"side": "BUY", "ticker": "AAPL", "quantity": "1"},
+        headers={"HX-Request": "true", "HX-Target": "trade-panel"},
+    )
+    body = response.content.decode()
+    card = re.search(r'<section id="performance"[^>]*>', body).group(0)
+    assert 'hx-swap-oob="true"' in card and 'hx-trigger="load"' in card
