@@ -1,10 +1,16 @@
-"""The scheduled price refresh: every held ticker, then the watchlist, within the quota's share.
+"""The scheduled price refresh: run 1 of the refresh plan (``marketdata.plan``), within the
+quota's share.
 
 ``refresh_prices`` is the one job behind the Celery beat task, ``manage.py refresh_prices`` and
 the status page's "last refresh". It
 
-- asks which tickers are held (``settings.PAPERTRADE_HELD_TICKERS``, a dotted path: marketdata
-  imports nothing from portfolios) and appends the configured watchlist, in that order, once each;
+- takes the refresh plan's first run: the tickers that need a fresh bar, held first, then the
+  configured watchlist, then every other stored ticker, the oldest bar first within each, as
+  many as one run's share of the quota allows (held tickers come from
+  ``settings.PAPERTRADE_HELD_TICKERS``, a dotted path: marketdata imports nothing from
+  portfolios); the rest wait for later runs and are reported as *deferred*;
+- holds a run lock per session (``RUN_LOCK_KEY``): a second scheduler started by mistake finds
+  the run under way and fetches nothing;
 - skips every ticker whose stored latest bar is fresh (NYSE calendar, one query): on a holiday,
   or on a second run the same day, it makes no upstream call at all;
 - skips a ticker the provider said does not exist (the negative cache) without spending a call;
@@ -51,6 +57,8 @@ from marketdata.wiring import get_upstream
 logger = logging.getLogger(__name__)
 
 LAST_REFRESH_KEY = "md:v1:last-refresh"  # the last scheduled RefreshSummary, for the status page
+RUN_LOCK_KEY = "md:v1:refresh-run:{session}"  # one scheduled run per session at a time
+RUN_LOCK_SECONDS = 16 * 60  # past the task's hard time limit: a dead run's lock expires
 NO_PROVIDER = "no provider configured"
 
 
@@ -99,7 +107,42 @@ def refresh_prices(
     ``now`` is the moment freshness is judged at (default: now); ``log`` receives one line per
     fetched ticker (the command prints them). Stores the summary for the status page.
     """
-    summary = _run(tracked_tickers, now=now, log=log, actions=True)
+    from marketdata.plan import refresh_plan
+
+    started = timezone.now()
+    plan = refresh_plan(now=now)
+    lock = RUN_LOCK_KEY.format(session=plan.due)
+    if not cache.add(lock, started.isoformat(), timeout=RUN_LOCK_SECONDS):
+        # Two beat processes (a mistake) or a re-delivered task: one run per session at a time.
+        summary = RefreshSummary(
+            started_at=started,
+            finished_at=timezone.now(),
+            note=f"another refresh of the {plan.due:%Y-%m-%d} session is under way",
+        )
+        logger.info("run=scheduled %s", summary.line())
+        return summary
+    try:
+        tracked = tracked_tickers()
+        first = [(t.ticker, t.priority) for t in plan.run(1)]
+        planned = {t.ticker for t in plan.tickers}
+        later = tuple(t.ticker for t in plan.tickers if t.run > 1)
+        # Run 1 of the plan, in its order; the tracked tickers it leaves out are fresh.
+        summary = _run(
+            lambda: first + [(t, p) for t, p in tracked if t not in planned],
+            now=now,
+            log=log,
+            actions=tracked,
+        )
+        if later:
+            waiting = (
+                f"the day's scheduled share of the quota is spent: {len(later)} tickers wait "
+                "for later runs (refresh_prices --plan)"
+            )
+            summary = dataclasses.replace(
+                summary, deferred=summary.deferred + later, note=summary.note or waiting
+            )
+    finally:
+        cache.delete(lock)
     logger.info("run=scheduled %s", summary.line())
     cache.set(LAST_REFRESH_KEY, summary, timeout=None)
     return summary
@@ -130,7 +173,7 @@ def refresh_tickers(
     return summary
 
 
-def _run(plan_of, *, now: datetime | None, log, actions: bool = False) -> RefreshSummary:
+def _run(plan_of, *, now: datetime | None, log, actions=None) -> RefreshSummary:
     started = timezone.now()
     upstream = get_upstream()
     if upstream is None:
@@ -171,7 +214,7 @@ def _run(plan_of, *, now: datetime | None, log, actions: bool = False) -> Refres
 
     checked: list[str] = []
     if actions and not deferred:  # prices first: splits and dividends take what is left
-        due = actions_due([(t, p) for t, p in plan if t not in failed])
+        due = actions_due([(t, p) for t, p in actions if t not in failed])
         report = fetch_actions(upstream=upstream, plan=due, log=log)
         checked = report.fetched
         failed.update(report.failed)
@@ -343,7 +386,7 @@ def fetch_actions(
 
 
 def _room_for_two() -> str:
-    """"" when the quota has room for two scheduled calls now, else the window that lacks it
+    """ "" when the quota has room for two scheduled calls now, else the window that lacks it
     ("minute" or "day"); "" too when the quota cannot be read (the calls then ask it)."""
     try:
         status = get_quota().status()

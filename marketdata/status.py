@@ -38,6 +38,7 @@ from marketdata import cache_stats
 from marketdata.models import CorporateAction, Interval, PriceHistory
 from marketdata.port import NEW_YORK, ActionKind, MarketDataError, Source, session_date
 from marketdata.quota import Priority, QuotaStatus, get_quota
+from marketdata.plan import RefreshPlan, refresh_plan
 from marketdata.refresh import LAST_REFRESH_KEY, RefreshSummary, tracked_tickers
 from marketdata.trading_calendar import latest_due_close, nyse
 from marketdata.upstream_status import upstream_status
@@ -46,7 +47,8 @@ from marketdata.wiring import is_live
 if TYPE_CHECKING:
     import pandas as pd
 
-MISSING_SHOWN = 10  # missing sessions listed per ticker; the rest are counted
+MISSING_SHOWN = 10
+PLAN_SHOWN = 50  # tickers of the next run listed; the rest are counted  # missing sessions listed per ticker; the rest are counted
 
 # A day-over-day move beyond ±40 % with no split recorded on that session is listed as a
 # suspected unrecorded split (PRODUCT §3.11): a close above 1.4 or below 0.6 times the one before.
@@ -148,10 +150,15 @@ class MarketDataStatus:
     upstream: dict | None
     suspected_splits: list[SuspectedSplit]  # the newest SPLITS_SHOWN of them
     suspected_split_count: int  # all of them
+    plan: RefreshPlan  # which run serves each ticker that needs a refresh
 
     @property
     def scheduled_per_day(self) -> int:
         return self.per_day - self.interactive_reserve
+
+    @property
+    def next_run(self) -> list:
+        return self.plan.run(1)[:PLAN_SHOWN]
 
     @property
     def stale_count(self) -> int:
@@ -205,6 +212,7 @@ def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:
         upstream=upstream_status() if is_live() else None,
         suspected_splits=splits[:SPLITS_SHOWN],
         suspected_split_count=len(splits),
+        plan=refresh_plan(now=now),
     )
 
 
