@@ -29,6 +29,7 @@ SCRIPTS = {
         ["--rounds", "3", "--requests", "50"],
         ["--rounds", "5", "--requests", "100"],
     ),
+    "value_over_time": (["--quick"], ["--rounds", "7"]),
     "load": (
         ["--rounds", "2", "--flat-rounds", "1", "--run-time", "20s"],
         ["--rounds", "3", "--flat-rounds", "2", "--run-time", "30s"],

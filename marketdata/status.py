@@ -36,9 +36,9 @@ from django.utils import timezone
 
 from marketdata import cache_stats
 from marketdata.models import CorporateAction, Interval, PriceHistory
+from marketdata.plan import RefreshPlan, refresh_plan
 from marketdata.port import NEW_YORK, ActionKind, MarketDataError, Source, session_date
 from marketdata.quota import Priority, QuotaStatus, get_quota
-from marketdata.plan import RefreshPlan, refresh_plan
 from marketdata.refresh import LAST_REFRESH_KEY, RefreshSummary, tracked_tickers
 from marketdata.trading_calendar import latest_due_close, nyse
 from marketdata.upstream_status import upstream_status
