@@ -47,8 +47,8 @@ from marketdata.wiring import is_live
 if TYPE_CHECKING:
     import pandas as pd
 
-MISSING_SHOWN = 10
-PLAN_SHOWN = 50  # tickers of the next run listed; the rest are counted  # missing sessions listed per ticker; the rest are counted
+MISSING_SHOWN = 10  # missing sessions listed per ticker; the rest are counted
+PLAN_SHOWN = 50  # tickers of the next run listed; the rest are counted
 
 # A day-over-day move beyond ±40 % with no split recorded on that session is listed as a
 # suspected unrecorded split (PRODUCT §3.11): a close above 1.4 or below 0.6 times the one before.
