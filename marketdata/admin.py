@@ -122,3 +122,12 @@ class CorporateActionAdmin(admin.ModelAdmin):
         obj.fetched_at = timezone.now()
         super().save_model(request, obj, form, change)
         transaction.on_commit(lambda: announce_stored([obj.ticker]))
+
+    def delete_model(self, request: HttpRequest, obj: CorporateAction) -> None:
+        super().delete_model(request, obj)
+        transaction.on_commit(lambda: announce_stored([obj.ticker]))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        tickers = sorted(set(queryset.values_list("ticker", flat=True)))
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(lambda: announce_stored(tickers))
