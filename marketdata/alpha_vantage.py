@@ -26,7 +26,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -172,7 +172,40 @@ class FetchedAction:  # SPLITS, DIVIDENDS
     declaration_date: date | None = None
 
 
+BULK_LIMIT = 100  # symbols a REALTIME_BULK_QUOTES call may ask for
+
+
+@dataclass(frozen=True, slots=True)
+class BulkQuote:  # REALTIME_BULK_QUOTES (premium)
+    """One symbol's quote from a bulk answer: its session so far (after the close, the day)."""
+
+    ticker: str
+    as_of: datetime  # UTC; the answer's timestamp is New York time
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+    previous_close: Decimal | None
+
+    @property
+    def day(self) -> date:
+        return self.as_of.astimezone(NEW_YORK).date()
+
+
 # --- Parsing helpers ---------------------------------------------------------------------------
+def _bulk_time(value: object) -> datetime:
+    """A bulk quote's "2024-10-18 19:59:55.291" (New York time) as UTC."""
+    if isinstance(value, str):
+        for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+            try:
+                naive = datetime.strptime(value.strip(), fmt)
+            except ValueError:
+                continue
+            return naive.replace(tzinfo=NEW_YORK).astimezone(UTC)
+    raise _Shape(f"timestamp is not a time: {str(value)[:30]!r}")
+
+
 def _contains(text: str, wordings: tuple[str, ...]) -> bool:
     return any(w in text for w in wordings)
 
@@ -376,6 +409,19 @@ class AlphaVantageClient:
         ex-date (``[]``: none). Dates the answer does not know are None."""
         symbol = normalize_ticker(ticker)
         return self._call("DIVIDENDS", symbol, {"symbol": symbol}, self._parse_dividends)
+
+    def bulk_quotes(self, tickers: Sequence[str]) -> list[BulkQuote]:
+        """REALTIME_BULK_QUOTES: the quotes of up to BULK_LIMIT tickers in one call (premium).
+        A symbol the answer leaves out is simply missing from the list; a key not entitled to
+        the function gets ProviderMisconfigured (the answer is an artificial sample)."""
+        symbols = list(dict.fromkeys(normalize_ticker(t) for t in tickers))
+        if not symbols:
+            return []
+        if len(symbols) > BULK_LIMIT:
+            raise ValueError(f"at most {BULK_LIMIT} symbols a call, not {len(symbols)}")
+        subject = symbols[0] if len(symbols) == 1 else f"{symbols[0]} and {len(symbols) - 1} more"
+        params = {"symbol": ",".join(symbols)}
+        return self._call("REALTIME_BULK_QUOTES", subject, params, self._parse_bulk)
 
     # --- transport -----------------------------------------------------------------------------
     def _scrub(self, text: object) -> str:
@@ -655,6 +701,46 @@ class AlphaVantageClient:
         except _Shape as exc:
             raise self._shape_error(function, subject, str(exc)) from None
         return matches
+
+    def _parse_bulk(self, function: str, subject: str, body: Any) -> list[BulkQuote]:
+        if not isinstance(body, dict):
+            raise self._shape_error(function, subject, f"a JSON {type(body).__name__}")
+        rows = body.get(ACTIONS_KEY)  # "data", as for SPLITS and DIVIDENDS
+        has_data = isinstance(rows, list)
+        self._raise_for_error_body(function, subject, body, ticker=False, has_data=has_data)
+        if not body:
+            raise self._shape_error(function, subject, "an empty object")
+        if not has_data:
+            raise self._shape_error(function, subject, f"no {ACTIONS_KEY!r} list")
+        quotes = []
+        try:
+            for row in rows:
+                if not isinstance(row, dict):
+                    raise _Shape("a quote is not an object")
+                try:
+                    ticker = normalize_ticker(_text(row, "symbol"))
+                except InvalidTicker:
+                    continue
+                previous = row.get("previous_close")
+                quotes.append(
+                    BulkQuote(
+                        ticker=ticker,
+                        as_of=_bulk_time(row.get("timestamp")),
+                        open=_price(row, "open", positive=True),
+                        high=_price(row, "high", positive=True),
+                        low=_price(row, "low", positive=True),
+                        close=_price(row, "close", positive=True),
+                        volume=_volume(row, "volume"),
+                        previous_close=(
+                            _price(row, "previous_close", positive=True)
+                            if previous not in (None, "")
+                            else None
+                        ),
+                    )
+                )
+        except _Shape as exc:
+            raise self._shape_error(function, subject, str(exc)) from None
+        return quotes
 
     def _parse_splits(self, function: str, subject: str, body: Any) -> list[FetchedAction]:
         return self._parse_actions(function, subject, body, _split)

@@ -25,10 +25,12 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from marketdata.alpha_vantage import BULK_LIMIT
 from marketdata.models import Interval, PriceHistory
 from marketdata.port import session_date
 from marketdata.quota import Priority
 from marketdata.trading_calendar import latest_due_close, nyse
+from marketdata.upstream_status import bulk_applies
 
 RUN_MINUTES = 14  # a run's calls must fit well inside the task's 15-minute time limit
 PRIORITY_NAMES = {
@@ -55,12 +57,13 @@ class PlannedTicker:
 class RefreshPlan:
     tickers: list[PlannedTicker]
     calls_per_run: int  # what one daily run may spend
+    tickers_per_run: int  # the tickers it serves: one a call, or up to 100 with bulk quotes
     due: date  # the newest session whose bar should be stored by now
     fresh: int  # tracked or stored tickers that need nothing
 
     @property
     def runs(self) -> int:
-        return math.ceil(len(self.tickers) / self.calls_per_run) if self.calls_per_run else 0
+        return math.ceil(len(self.tickers) / self.tickers_per_run) if self.tickers_per_run else 0
 
     def run(self, number: int) -> list[PlannedTicker]:
         return [t for t in self.tickers if t.run == number]
@@ -73,9 +76,14 @@ class RefreshPlan:
         coverage = f"full coverage in {self.runs} run{'s' if self.runs != 1 else ''}"
         if not self.calls_per_run and self.tickers:
             coverage = "no coverage: the scheduled share of the quota is 0"
+        bulk = (
+            f" (bulk quotes: up to {self.tickers_per_run // self.calls_per_run} tickers a call)"
+            if self.calls_per_run and self.tickers_per_run > self.calls_per_run
+            else ""
+        )
         return (
             f"plan: {len(self.tickers)} tickers need a refresh, {self.calls_per_run} scheduled "
-            f"calls a day, {coverage}"
+            f"calls a day{bulk}, {coverage}"
         )
 
 
@@ -121,7 +129,8 @@ def refresh_plan(*, now: datetime | None = None) -> RefreshPlan:
     stale = [t for t in priority if latest.get(t) is None or latest[t] < due]
     stale.sort(key=lambda t: (priority[t], latest.get(t) or date.min, t))
 
-    per_run = calls_per_run()
+    calls = calls_per_run()
+    per_run = calls * BULK_LIMIT if bulk_applies() else calls  # tickers one run serves
     runs = _run_dates(now, math.ceil(len(stale) / per_run) if per_run else 0)
     planned = [
         PlannedTicker(
@@ -137,7 +146,11 @@ def refresh_plan(*, now: datetime | None = None) -> RefreshPlan:
     if not per_run:  # nothing can be fetched on schedule: every ticker waits, unplanned
         planned = [PlannedTicker(t, priority[t], latest.get(t), 0, due) for t in stale]
     return RefreshPlan(
-        tickers=planned, calls_per_run=per_run, due=due, fresh=len(priority) - len(stale)
+        tickers=planned,
+        calls_per_run=calls,
+        tickers_per_run=per_run,
+        due=due,
+        fresh=len(priority) - len(stale),
     )
 
 

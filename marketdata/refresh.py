@@ -40,6 +40,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from marketdata import price_cache
+from marketdata.alpha_vantage import BULK_LIMIT
 from marketdata.models import ActionsCheck, PriceHistory
 from marketdata.port import (
     InvalidTicker,
@@ -51,7 +52,8 @@ from marketdata.port import (
 )
 from marketdata.quota import Priority, get_quota
 from marketdata.trading_calendar import latest_due_close
-from marketdata.upstream import Fetch, Upstream
+from marketdata.upstream import BulkRefused, Fetch, Upstream
+from marketdata.upstream_status import bulk_applies
 from marketdata.wiring import get_upstream
 
 logger = logging.getLogger(__name__)
@@ -206,7 +208,22 @@ def _run(plan_of, *, now: datetime | None, log, actions=None) -> RefreshSummary:
         if deferred:  # a batch before stopped (quota spent, interrupted): the rest waits too
             deferred += batch
             continue
-        report = fetch_tickers(upstream=upstream, tickers=batch, priority=priority, log=log)
+        if bulk_applies():
+            stored_ones = [t for t in batch if t in stored]  # history stays one call a ticker
+            report = fetch_bulk_tickers(
+                upstream=upstream, tickers=stored_ones, priority=priority, log=log
+            )
+            rest = [t for t in batch if t not in stored] + report.remaining
+            if rest and not report.stopped_because:
+                more = fetch_tickers(upstream=upstream, tickers=rest, priority=priority, log=log)
+                report = FetchReport(
+                    fetched=report.fetched + more.fetched,
+                    failed={**report.failed, **more.failed},
+                    remaining=more.remaining,
+                    stopped_because=more.stopped_because,
+                )
+        else:
+            report = fetch_tickers(upstream=upstream, tickers=batch, priority=priority, log=log)
         refreshed += [r.ticker for r in report.fetched]
         failed.update(report.failed)
         deferred += report.remaining
@@ -397,3 +414,41 @@ def _room_for_two() -> str:
     if status.left_minute < 2:
         return "minute"
     return ""
+
+
+# --- bulk quotes (a premium key): up to 100 tickers a call -------------------------------------
+def fetch_bulk_tickers(
+    *, upstream: Upstream, tickers: list[str], priority: Priority, log: Callable[[str], None]
+) -> FetchReport:
+    """The day's bars of ``tickers``, BULK_LIMIT a call (one quota take each). A ticker the
+    answers leave out is retried one call a ticker (``remaining``); a key refused the function
+    leaves every ticker not yet fetched in ``remaining`` for the caller's one-a-ticker calls."""
+    spacing = settings.PAPERTRADE.quota.min_seconds_between_calls
+    report = FetchReport(fetched=[], failed={}, remaining=[])
+    chunks = [tickers[i : i + BULK_LIMIT] for i in range(0, len(tickers), BULK_LIMIT)]
+    while chunks:
+        chunk = chunks[0]
+        try:
+            fetched = upstream.fetch_bulk(
+                chunk, priority=priority, wait=spacing + SPACING_WAIT_SLACK
+            )
+        except BulkRefused:
+            report.remaining += [t for c in chunks for t in c]
+            log("bulk quotes refused for this key: one call a ticker instead")
+            return report
+        except RateLimited as exc:
+            until = f" until {exc.retry_at:%Y-%m-%d %H:%M} UTC" if exc.retry_at else ""
+            report.stopped_because = f"the quota is spent{until}"
+            report.remaining += [t for c in chunks for t in c]
+            return report
+        except MarketDataError as exc:
+            for ticker in chunk:
+                report.failed[ticker] = str(exc)
+            log(f"bulk quotes of {len(chunk)} tickers failed: {exc}")
+        else:
+            report.fetched += fetched
+            got = {f.ticker for f in fetched}
+            report.remaining += [t for t in chunk if t not in got]
+            log(f"bulk quotes: {len(got)} of {len(chunk)} tickers")
+        chunks.pop(0)
+    return report

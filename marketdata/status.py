@@ -41,7 +41,7 @@ from marketdata.port import NEW_YORK, ActionKind, MarketDataError, Source, sessi
 from marketdata.quota import Priority, QuotaStatus, get_quota
 from marketdata.refresh import LAST_REFRESH_KEY, RefreshSummary, tracked_tickers
 from marketdata.trading_calendar import latest_due_close, nyse
-from marketdata.upstream_status import upstream_status
+from marketdata.upstream_status import bulk_refused, upstream_status
 from marketdata.wiring import is_live
 
 if TYPE_CHECKING:
@@ -151,6 +151,7 @@ class MarketDataStatus:
     suspected_splits: list[SuspectedSplit]  # the newest SPLITS_SHOWN of them
     suspected_split_count: int  # all of them
     plan: RefreshPlan  # which run serves each ticker that needs a refresh
+    bulk_refused: str | None  # why the key may not use bulk quotes, when it was refused
 
     @property
     def scheduled_per_day(self) -> int:
@@ -213,6 +214,7 @@ def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:
         suspected_splits=splits[:SPLITS_SHOWN],
         suspected_split_count=len(splits),
         plan=refresh_plan(now=now),
+        bulk_refused=bulk_refused() if settings.PAPERTRADE.market_data.bulk_quotes else None,
     )
 
 

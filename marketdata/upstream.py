@@ -64,7 +64,12 @@ from marketdata.port import (
 from marketdata.quota import Priority, Quota, get_quota
 from marketdata.storage import upsert_daily_bars
 from marketdata.trading_calendar import latest_due_close, nyse
-from marketdata.upstream_status import set_upstream_status
+from marketdata.upstream_status import (
+    UPSTREAM_STATUS_KEY,
+    note_bulk_refused,
+    set_upstream_status,
+    upstream_status,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +87,10 @@ UNAVAILABLE_NOTE_SECONDS = 60  # how long pages say "the provider is failing" af
 COMPACT_SESSIONS = 100  # what a free key's TIME_SERIES_DAILY (outputsize=compact) holds
 
 T = TypeVar("T")
+
+
+class BulkRefused(ProviderMisconfigured):
+    """This key may not use REALTIME_BULK_QUOTES: fetch one ticker a call instead."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,40 @@ class Upstream:
             if priority == Priority.INTERACTIVE and md.global_quote:
                 return self._store_quote(self._call(self.client.quote, ticker, priority, wait))
             return self._store(self._call(self.client.daily, ticker, priority, wait))
+
+    def fetch_bulk(self, tickers: list[str], *, priority: Priority, wait: float = 0.0) -> list:
+        """The day's bars of up to BULK_LIMIT tickers in one REALTIME_BULK_QUOTES call (one
+        quota take), each stored as its session's bar and cached as the current price; the
+        fetched Fetches, one per ticker the answer held. Raises like ``fetch``; a key refused
+        the function raises ProviderMisconfigured (the caller falls back to one call a ticker)."""
+        try:
+            quotes = self._call(
+                lambda _: self.client.bulk_quotes(tickers), ",".join(tickers), priority, wait
+            )
+        except ProviderMisconfigured as exc:
+            # The function alone is refused (not the key): no banner on every page, one line
+            # in the log and a note on the status page; the caller falls back.
+            note = upstream_status()
+            if note and note.get("message") == str(exc):
+                cache.delete(UPSTREAM_STATUS_KEY)
+            if note_bulk_refused(str(exc)):
+                logger.warning("bulk quotes refused; one call a ticker from now on: %s", exc)
+            raise BulkRefused(str(exc)) from None
+        fetched = []
+        asked = set(tickers)
+        for quote in quotes:
+            if quote.ticker not in asked:
+                continue  # only what was asked for is stored
+            bar = DailyBar(
+                day=quote.day,
+                open=quote.open,
+                high=max(quote.high, quote.close),
+                low=min(quote.low, quote.close),
+                close=quote.close,
+                volume=quote.volume,
+            )
+            fetched.append(self._write(quote.ticker, [bar], previous_close=quote.previous_close))
+        return fetched
 
     def fetch_actions(self, ticker: str, *, priority: Priority, wait: float = 0.0) -> StoredActions:
         """Fetch ``ticker``'s splits and dividends (SPLITS, then DIVIDENDS: two calls, each a

@@ -31,3 +31,26 @@ def set_upstream_status(*, kind: str, message: str, until: datetime | None) -> N
 def upstream_status() -> dict | None:
     """Why live prices are held back right now, or None."""
     return cache.get(UPSTREAM_STATUS_KEY)
+
+
+# --- bulk quotes refused --------------------------------------------------------------------------
+BULK_REFUSED_KEY = "md:v1:bulk-quotes-refused"
+BULK_REFUSED_SECONDS = 86400  # asked again a day later: a key may be upgraded
+
+
+def bulk_refused() -> str | None:
+    """Why the key was refused REALTIME_BULK_QUOTES lately (then: one call a ticker), or None."""
+    return cache.get(BULK_REFUSED_KEY)
+
+
+def note_bulk_refused(message: str) -> bool:
+    """Remember the refusal for a day; True the first time (the caller logs it once)."""
+    return cache.add(BULK_REFUSED_KEY, message, BULK_REFUSED_SECONDS)
+
+
+def bulk_applies() -> bool:
+    """``premium`` and ``bulk_quotes`` are on, and the key was not refused the function lately."""
+    from django.conf import settings
+
+    md = settings.PAPERTRADE.market_data
+    return md.premium and md.bulk_quotes and not bulk_refused()

@@ -30,6 +30,7 @@ class MarketDataConfig:
     provider: str
     premium: bool
     global_quote: bool
+    bulk_quotes: bool
     request_timeout_seconds: float
     request_budget_seconds: float
 
@@ -156,6 +157,8 @@ def _validate(config: Config) -> None:
 
     if config.market_data.provider not in PROVIDERS:
         raise bad("market_data.provider", f"must be one of {', '.join(PROVIDERS)}")
+    if config.market_data.bulk_quotes and not config.market_data.premium:
+        raise bad("market_data.bulk_quotes", "needs market_data.premium = true (a premium key)")
     if config.market_data.request_timeout_seconds <= 0:
         raise bad("market_data.request_timeout_seconds", "must be greater than 0")
     if config.market_data.request_budget_seconds <= 0:
