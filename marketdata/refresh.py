@@ -9,8 +9,9 @@ the status page's "last refresh". It
   many as one run's share of the quota allows (held tickers come from
   ``settings.PAPERTRADE_HELD_TICKERS``, a dotted path: marketdata imports nothing from
   portfolios); the rest wait for later runs and are reported as *deferred*;
-- holds a run lock per session (``RUN_LOCK_KEY``): a second scheduler started by mistake finds
-  the run under way and fetches nothing;
+- holds a run lock per session (``RUN_LOCK_KEY``, holding the run's id): a second scheduler
+  started by mistake finds the run under way and fetches nothing, while the same task
+  redelivered after its worker died takes its own lock back;
 - skips every ticker whose stored latest bar is fresh (NYSE calendar, one query): on a holiday,
   or on a second run the same day, it makes no upstream call at all;
 - skips a ticker the provider said does not exist (the negative cache) without spending a call;
@@ -30,6 +31,7 @@ import dataclasses
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -102,7 +104,10 @@ def tracked_tickers() -> list[tuple[str, Priority]]:
 
 
 def refresh_prices(
-    *, now: datetime | None = None, log: Callable[[str], None] | None = None
+    *,
+    now: datetime | None = None,
+    log: Callable[[str], None] | None = None,
+    run_id: str | None = None,
 ) -> RefreshSummary:
     """Refresh every stale held and watchlist ticker within the quota's scheduled share.
 
@@ -114,7 +119,10 @@ def refresh_prices(
     started = timezone.now()
     plan = refresh_plan(now=now)
     lock = RUN_LOCK_KEY.format(session=plan.due)
-    if not cache.add(lock, started.isoformat(), timeout=RUN_LOCK_SECONDS):
+    run_id = run_id or uuid.uuid4().hex
+    # The lock holds the run's id: the same run redelivered (its worker died) takes it back;
+    # any other run of the session (a second scheduler) finds it taken.
+    if not cache.add(lock, run_id, timeout=RUN_LOCK_SECONDS) and cache.get(lock) != run_id:
         # Two beat processes (a mistake) or a re-delivered task: one run per session at a time.
         summary = RefreshSummary(
             started_at=started,

@@ -17,10 +17,11 @@ def fetch_price_task(ticker: str) -> str:
     return get_market_data().fetch_requested(ticker)
 
 
-@shared_task(name="marketdata.refresh_prices", acks_late=True)
-def refresh_prices_task() -> str:
-    """The daily job after the US close (beat: "Refresh prices after the US close")."""
-    return refresh_prices().line()
+@shared_task(name="marketdata.refresh_prices", acks_late=True, bind=True)
+def refresh_prices_task(self) -> str:
+    """The daily job after the US close (beat: "Refresh prices after the US close"). The task's
+    id names its run: redelivered after its worker died, it takes its own run lock back."""
+    return refresh_prices(run_id=self.request.id).line()
 
 
 @shared_task(name="marketdata.refresh_tickers", acks_late=True)

@@ -137,3 +137,10 @@ def test_the_status_page_shows_the_plan_the_next_run_and_the_held_tickers_left_w
     assert "1 held ticker will be more than one session stale before its turn" in plan
     assert "A larger quota" in plan
     assert "The next run" in plan and "fetches 2 at most" in plan
+
+
+def test_the_same_run_redelivered_takes_its_own_lock_back(settings, thousand_stale, live, fake_av):
+    configure(settings, per_day=25, reserve=5)
+    cache.add(RUN_LOCK_KEY.format(session=refresh_plan().due), "task-1", 60)  # its worker died
+    summary = refresh_prices(run_id="task-1")
+    assert "under way" not in summary.note and len(summary.refreshed) == 20
