@@ -13,6 +13,11 @@ urlpatterns = [
     path("portfolios/<int:pk>/live/", views.portfolio_live, name="portfolio_live"),
     path("portfolios/<int:pk>/clock/", views.portfolio_clock, name="portfolio_clock"),
     path(
+        "portfolios/<int:pk>/export/<str:kind>.csv",
+        views.portfolio_export,
+        name="portfolio_export",
+    ),
+    path(
         "portfolios/<int:pk>/performance/",
         views.portfolio_performance,
         name="portfolio_performance",

@@ -165,6 +165,23 @@ def portfolio_performance(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "portfolios/portfolio_detail.html#performance", context)
 
 
+@require_GET
+def portfolio_export(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    """The portfolio's transactions, holdings or value over time as a CSV download."""
+    from django.http import StreamingHttpResponse
+
+    from portfolios import export
+
+    portfolio = portfolio_get_for_user(request, pk)
+    if kind not in export.KINDS:
+        raise Http404("There is no such export: transactions, holdings or value.")
+    response = StreamingHttpResponse(
+        export.csv_lines(export.ROWS[kind](portfolio)), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{export.filename(portfolio, kind)}"'
+    return response
+
+
 # --- one portfolio ----------------------------------------------------------------------------
 # What each region of the portfolio page needs; a partial request computes only its own.
 REGION_PARTS = {
