@@ -3,7 +3,8 @@ daily run will serve each, from the scheduled share of the quota.
 
 A ticker needs a refresh when its latest stored bar is older than the newest NYSE session that
 should be stored by now, or when nothing of it is stored. They are ordered by priority — held,
-then the configured watchlist, then every other stored ticker (backfill) — and, within a
+then people's own watchlists, then the configured watchlist, then every other stored ticker
+(backfill) — and, within a
 priority, the oldest latest bar first (a ticker that waited yesterday goes ahead today; one
 with nothing stored goes first of all). Each daily run serves the next ``calls_per_run`` of
 them: the scheduled share (``per_day`` minus the interactive reserve, one call per ticker), no
@@ -33,24 +34,31 @@ from marketdata.trading_calendar import latest_due_close, nyse
 from marketdata.upstream_status import bulk_applies
 
 RUN_MINUTES = 14  # a run's calls must fit well inside the task's 15-minute time limit
-PRIORITY_NAMES = {
-    Priority.HELD: "held",
-    Priority.WATCHLIST: "watchlist",
-    Priority.BACKFILL: "backfill",
+# Why a ticker is in the plan, in the order the plan serves them, with the quota priority its
+# calls take: held, then people's own watchlists, then config.toml's, then stored history.
+REASONS = {
+    "held": Priority.HELD,
+    "watched": Priority.WATCHLIST,
+    "watchlist": Priority.WATCHLIST,
+    "backfill": Priority.BACKFILL,
 }
+RANK = {reason: rank for rank, reason in enumerate(REASONS)}
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedTicker:
     ticker: str
-    priority: Priority
+    reason: str  # held, watched (a person's watchlist), watchlist (config.toml's), backfill
     last_bar: date | None  # the session of its latest stored bar; None: nothing stored
     run: int  # 1: the next daily run
     run_date: date  # the session whose scheduled run serves it
 
+    @property
+    def priority(self) -> Priority:
+        return REASONS[self.reason]
+
     def line(self) -> str:
-        name = PRIORITY_NAMES[self.priority]
-        return f"{self.ticker:<10} {name:<9} run {self.run:<4} {self.run_date:%Y-%m-%d}"
+        return f"{self.ticker:<10} {self.reason:<9} run {self.run:<4} {self.run_date:%Y-%m-%d}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,7 @@ class RefreshPlan:
 
     def held_waiting(self) -> list[PlannedTicker]:
         """Held tickers whose turn is after the next run: more than one session stale by then."""
-        return [t for t in self.tickers if t.priority == Priority.HELD and t.run > 1]
+        return [t for t in self.tickers if t.reason == "held" and t.run > 1]
 
     def summary(self) -> str:
         coverage = f"full coverage in {self.runs} run{'s' if self.runs != 1 else ''}"
@@ -102,7 +110,16 @@ def calls_per_run() -> int:
 
 
 def held_tickers() -> list[str]:
-    path = getattr(settings, "PAPERTRADE_HELD_TICKERS", "")
+    return _tickers_of("PAPERTRADE_HELD_TICKERS")
+
+
+def watched_tickers() -> list[str]:
+    return _tickers_of("PAPERTRADE_WATCHED_TICKERS")
+
+
+def _tickers_of(setting: str) -> list[str]:
+    """The tickers a dotted-path setting names (marketdata imports nothing from portfolios)."""
+    path = getattr(settings, setting, "")
     return list(dict.fromkeys(import_string(path)())) if path else []
 
 
@@ -119,15 +136,17 @@ def refresh_plan(*, now: datetime | None = None) -> RefreshPlan:
         .values_list("ticker")
         .annotate(last=Max("timestamp"))
     }
-    priority: dict[str, Priority] = {}
+    reason: dict[str, str] = {}
     for ticker in held:
-        priority.setdefault(ticker, Priority.HELD)
+        reason.setdefault(ticker, "held")
+    for ticker in watched_tickers():
+        reason.setdefault(ticker, "watched")
     for ticker in watch:
-        priority.setdefault(ticker, Priority.WATCHLIST)
+        reason.setdefault(ticker, "watchlist")
     for ticker in latest:
-        priority.setdefault(ticker, Priority.BACKFILL)
-    stale = [t for t in priority if latest.get(t) is None or latest[t] < due]
-    stale.sort(key=lambda t: (priority[t], latest.get(t) or date.min, t))
+        reason.setdefault(ticker, "backfill")
+    stale = [t for t in reason if latest.get(t) is None or latest[t] < due]
+    stale.sort(key=lambda t: (RANK[reason[t]], latest.get(t) or date.min, t))
 
     calls = calls_per_run()
     per_run = calls * BULK_LIMIT if bulk_applies() else calls  # tickers one run serves
@@ -135,7 +154,7 @@ def refresh_plan(*, now: datetime | None = None) -> RefreshPlan:
     planned = [
         PlannedTicker(
             ticker=t,
-            priority=priority[t],
+            reason=reason[t],
             last_bar=latest.get(t),
             run=i // per_run + 1,
             run_date=runs[i // per_run],
@@ -144,13 +163,13 @@ def refresh_plan(*, now: datetime | None = None) -> RefreshPlan:
         if per_run
     ]
     if not per_run:  # nothing can be fetched on schedule: every ticker waits, unplanned
-        planned = [PlannedTicker(t, priority[t], latest.get(t), 0, due) for t in stale]
+        planned = [PlannedTicker(t, reason[t], latest.get(t), 0, due) for t in stale]
     return RefreshPlan(
         tickers=planned,
         calls_per_run=calls,
         tickers_per_run=per_run,
         due=due,
-        fresh=len(priority) - len(stale),
+        fresh=len(reason) - len(stale),
     )
 
 

@@ -96,10 +96,15 @@ class RefreshSummary:
 
 
 def tracked_tickers() -> list[tuple[str, Priority]]:
-    """Held tickers (``Priority.HELD``) then the watchlist's others (``WATCHLIST``), once each."""
+    """Held tickers (``Priority.HELD``), then people's watchlists and the configured one's
+    others (``WATCHLIST``), once each."""
     path = getattr(settings, "PAPERTRADE_HELD_TICKERS", "")
     held = list(dict.fromkeys(import_string(path)())) if path else []
-    watch = [t for t in dict.fromkeys(settings.PAPERTRADE.refresh.watchlist) if t not in held]
+    path = getattr(settings, "PAPERTRADE_WATCHED_TICKERS", "")
+    people = list(import_string(path)()) if path else []
+    watch = [
+        t for t in dict.fromkeys([*people, *settings.PAPERTRADE.refresh.watchlist]) if t not in held
+    ]
     return [(t, Priority.HELD) for t in held] + [(t, Priority.WATCHLIST) for t in watch]
 
 

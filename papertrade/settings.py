@@ -234,6 +234,7 @@ PAPERTRADE_PRICE_PORT = "marketdata.wiring.get_market_data"
 # "Which tickers are held", for the scheduled refresh: a dotted path to a function returning
 # a list of tickers, so marketdata never imports portfolios.
 PAPERTRADE_HELD_TICKERS = "portfolios.selectors.held_tickers"
+PAPERTRADE_WATCHED_TICKERS = "portfolios.selectors.watched_tickers"
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -247,3 +247,23 @@ class Holding(models.Model):
         from portfolios.money import to_price
 
         return to_price(self.cost_basis / self.quantity)
+
+
+class WatchedTicker(models.Model):
+    """A ticker on a person's watchlist (PRODUCT §11.3): priced on the watchlist page from the
+    cache, and refreshed by the scheduled job after held tickers."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watched"
+    )
+    ticker = models.CharField(max_length=10)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ticker"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "ticker"], name="watched_once_per_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner} watches {self.ticker}"

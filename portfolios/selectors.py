@@ -245,3 +245,13 @@ def held_tickers() -> list[str]:
     What the scheduled price refresh asks (``settings.PAPERTRADE_HELD_TICKERS``): marketdata
     knows nothing else of portfolios."""
     return list(Holding.objects.order_by("ticker").values_list("ticker", flat=True).distinct())
+
+
+def watched_tickers() -> list[str]:
+    """Every ticker on anyone's watchlist, alphabetical, in one query
+    (``settings.PAPERTRADE_WATCHED_TICKERS``, for the refresh plan)."""
+    from portfolios.models import WatchedTicker
+
+    return list(
+        WatchedTicker.objects.order_by("ticker").values_list("ticker", flat=True).distinct()
+    )

@@ -29,6 +29,9 @@ urlpatterns = [
     path("portfolios/<int:pk>/rename/", views.portfolio_rename, name="portfolio_rename"),
     path("portfolios/<int:pk>/delete/", views.portfolio_delete, name="portfolio_delete"),
     # /stocks/
+    path("watchlist/", views.watchlist, name="watchlist"),
+    path("watchlist/add/", views.watchlist_add, name="watchlist_add"),
+    path("watchlist/<str:ticker>/remove/", views.watchlist_remove, name="watchlist_remove"),
     path("stocks/", views.stock_search, name="stock_search"),
     path("stocks/<str:ticker>/", views.stock_detail, name="stock_detail"),
     path("stocks/<str:ticker>/price-status/", views.stock_price_status, name="stock_price_status"),

@@ -36,7 +36,7 @@ from portfolios.forms import (
     SignupForm,
     TradeForm,
 )
-from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.models import Holding, Portfolio, Transaction, WatchedTicker
 from portfolios.money import format_money, parse_typed_number
 from portfolios.selectors import portfolio_summaries, portfolio_summary, transactions_page
 from portfolios.templatetags.money import gain, price, shares
@@ -103,6 +103,53 @@ def portfolio_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Portfolio “{portfolio.name}” created.")
             return redirect(portfolio)
     return _dashboard(request, form, status=INVALID)
+
+
+# --- the watchlist ---------------------------------------------------------------------------
+@require_GET
+def watchlist(request: HttpRequest) -> HttpResponse:
+    """The person's watchlist: prices from the cache and stored bars, polled like a portfolio."""
+    from portfolios.watchlist import watch_rows
+
+    context = {
+        "rows": watch_rows(request.user),
+        "poll_seconds": settings.PAPERTRADE.ui.poll_interval_seconds,
+    }
+    template = "portfolios/watchlist.html"
+    if request.htmx and request.htmx.target == "watchlist-live":
+        template += "#watchlist-live"
+    return render(request, template, context)
+
+
+@require_POST
+def watchlist_add(request: HttpRequest) -> HttpResponse:
+    try:
+        ticker = normalize_ticker(request.POST.get("ticker", ""))
+    except InvalidTicker as exc:
+        messages.error(request, f"Not added to your watchlist: {exc}")
+        return redirect("watchlist")
+    WatchedTicker.objects.get_or_create(owner=request.user, ticker=ticker)
+    messages.success(request, f"{ticker} is on your watchlist.")
+    return redirect(_back(request, "watchlist"))
+
+
+@require_POST
+def watchlist_remove(request: HttpRequest, ticker: str) -> HttpResponse:
+    removed, _ = WatchedTicker.objects.filter(owner=request.user, ticker=ticker).delete()
+    if removed:
+        messages.success(request, f"{ticker} is off your watchlist.")
+    return redirect(_back(request, "watchlist"))
+
+
+def _back(request: HttpRequest, default: str) -> str:
+    """Where a form came from (``next``), if it is a path of this site; else ``default``."""
+    from django.urls import reverse
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next", "")
+    if target.startswith("/") and url_has_allowed_host_and_scheme(target, allowed_hosts=None):
+        return target
+    return reverse(default)
 
 
 # --- the time machine and performance ----------------------------------------------------------
@@ -533,6 +580,7 @@ def stock_detail(request: HttpRequest, ticker: str) -> HttpResponse:
         "adjusted": adjusted,
         "splits": splits,
         "machine": machine,
+        "watched": WatchedTicker.objects.filter(owner=request.user, ticker=symbol).exists(),
         "as_traded": charts.AS_TRADED,
         "chart_ranges": charts.CHART_RANGE_LABELS,
         "fetching": fetching,

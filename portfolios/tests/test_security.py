@@ -29,6 +29,7 @@ PUBLIC = {"login", "signup", "healthz", "dashboard"}
 SAMPLES = {
     "pk": "{pk}",
     "ticker": "AAPL",
+    "kind": "transactions",
     "object_id": "1",
     "content_type_id": "1",
     "id": "1",
