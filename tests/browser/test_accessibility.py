@@ -30,6 +30,16 @@ def world(settings, transactional_db, user, django_user_model, password):
     portfolio = portfolio_create(owner=user, name="Main", opening_deposit=Decimal("10000.00"))
     for ticker, quantity in (("AAPL", "10"), ("NVDA", "5"), ("BRK.B", "1.5")):
         portfolio_buy(portfolio=portfolio, ticker=ticker, quantity=Decimal(quantity))
+    from datetime import date
+
+    from portfolios.models import WatchedTicker
+
+    machine = portfolio_create(
+        owner=user, name="Time machine", opening_deposit=Decimal("5000"), starts_on=date(2025, 9, 2)
+    )
+    portfolio_buy(portfolio=machine, ticker="MSFT", quantity=Decimal("2"))
+    for ticker in ("MSFT", "NFLX", "IBM"):
+        WatchedTicker.objects.create(owner=user, ticker=ticker)
     staff = django_user_model.objects.create_user(
         username="sam", password=password, is_staff=True, is_superuser=True
     )
@@ -43,6 +53,9 @@ def world(settings, transactional_db, user, django_user_model, password):
             "stock": "/stocks/NVDA/",
             "stock without prices": "/stocks/IBM/",
             "search": "/stocks/?q=b",
+            "time machine": machine.get_absolute_url(),
+            "watchlist": "/watchlist/",
+            "stock as traded": "/stocks/NFLX/?prices=traded&range=ALL",
             "not found": "/portfolios/999999/",
         },
     }
