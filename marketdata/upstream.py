@@ -186,13 +186,8 @@ class Upstream:
         for quote in quotes:
             if quote.ticker not in asked:
                 continue  # only what was asked for is stored
-            bar = DailyBar(
-                day=quote.day,
-                open=quote.open,
-                high=max(quote.high, quote.close),
-                low=min(quote.low, quote.close),
-                close=quote.close,
-                volume=quote.volume,
+            bar = _quote_bar(
+                quote.day, quote.open, quote.high, quote.low, quote.close, quote.volume
             )
             fetched.append(self._write(quote.ticker, [bar], previous_close=quote.previous_close))
         return fetched
@@ -380,13 +375,8 @@ class Upstream:
 
     def _store_quote(self, quote: Quote) -> Fetch:
         """Store a GLOBAL_QUOTE as its trading day's bar (a later daily fetch corrects it)."""
-        bar = DailyBar(
-            day=quote.latest_trading_day,
-            open=quote.open,
-            high=max(quote.high, quote.price),
-            low=min(quote.low, quote.price),
-            close=quote.price,
-            volume=quote.volume,
+        bar = _quote_bar(
+            quote.latest_trading_day, quote.open, quote.high, quote.low, quote.price, quote.volume
         )
         return self._write(quote.ticker, [bar], previous_close=quote.previous_close)
 
@@ -445,3 +435,11 @@ def pending_key(ticker: str) -> str:
 
 def failed_key(ticker: str) -> str:
     return FAILED_KEY.format(ticker=ticker)
+
+
+def _quote_bar(day, open_, high, low, close, volume) -> DailyBar:
+    """A quote as its session's bar, its range widened to hold the last price (a quote's
+    high and low can lag its last trade)."""
+    return DailyBar(
+        day=day, open=open_, high=max(high, close), low=min(low, close), close=close, volume=volume
+    )
