@@ -1,0 +1,62 @@
+"""When a waiting order fills, and at what price (PRODUCT §11.1): the conservative rule, checked
+against a daily bar of a session that started after the order was placed.
+
+- buy limit L: at the open if open ≤ L ("limit, opened through"), else at L if low ≤ L
+  ("limit, touched");
+- sell limit L: at the open if open ≥ L, else at L if high ≥ L;
+- buy stop S: at the open if open ≥ S ("stop, gapped through"), else at S if high ≥ S
+  ("stop, touched");
+- sell stop S: at the open if open ≤ S, else at S if low ≤ S.
+
+Otherwise the bar does not fill it. A bar can only fill an order placed before its session
+began: what a day's bar shows happened before a later order existed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from marketdata.port import PricePoint
+
+BUY, SELL = "BUY", "SELL"
+LIMIT, STOP = "LIMIT", "STOP"
+
+
+@dataclass(frozen=True)
+class Fill:
+    price: Decimal
+    rule: str  # what fired, for the ledger's provenance: "limit, opened through", …
+
+
+def fill(
+    *, side: str, kind: str, trigger: Decimal, bar: PricePoint, placed_at: datetime
+) -> Fill | None:
+    """The fill ``bar`` gives an order (``side`` BUY/SELL, ``kind`` LIMIT/STOP at ``trigger``)
+    placed at ``placed_at``; None when it gives none."""
+    if placed_at >= bar.session_start:
+        return None  # placed during or after this session: its bar says nothing of the order
+    open_, high, low = bar.open, bar.high, bar.low
+    if open_ is None or high is None or low is None:
+        return None
+    rising = (side == BUY) == (kind == STOP)  # fills when the price comes up to the trigger
+    if rising:
+        if open_ >= trigger:
+            return Fill(open_, f"{_name(kind)}, {_through(kind)}")
+        if high >= trigger:
+            return Fill(trigger, f"{_name(kind)}, touched")
+    else:
+        if open_ <= trigger:
+            return Fill(open_, f"{_name(kind)}, {_through(kind)}")
+        if low <= trigger:
+            return Fill(trigger, f"{_name(kind)}, touched")
+    return None
+
+
+def _name(kind: str) -> str:
+    return "limit" if kind == LIMIT else "stop"
+
+
+def _through(kind: str) -> str:
+    return "opened through" if kind == LIMIT else "gapped through"
