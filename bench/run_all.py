@@ -38,6 +38,8 @@ SCRIPTS = {
     "quota": (["--quick"], []),
     "slow_provider": (["--seconds", "30"], ["--seconds", "60"]),
     "bulk_import": (["--rounds", "1"], ["--rounds", "3"]),
+    "thousand_tickers": (["--quick"], ["--rounds", "5"]),
+    "two_nodes": (["--seconds", "10"], ["--seconds", "20"]),
     "lighthouse": ([], []),
 }
 
