@@ -4,7 +4,8 @@ wants a series continuous across splits gets each bar in today's shares.
 A bar of session ``d`` is divided by the product of the factors of the splits effective after
 ``d`` (its volume multiplied by it); prices are rounded half-even to 4 places, volumes to whole
 shares. A split effective on ``d`` itself is already in ``d``'s bar: its previous close, from the
-session before, is divided by that factor so that a day's change compares like with like.
+session before, is divided by that factor so that a day's change compares like with like
+(``PriceHistoryQuerySet.latest_points`` does that, in its own query).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ PRICE_STEP = Decimal("0.0001")
 ONE = Decimal(1)
 
 
-def _price(value: Decimal | None, factor: Decimal) -> Decimal | None:
+def in_new_shares(value: Decimal | None, factor: Decimal) -> Decimal | None:
+    """A price from before a split of ``factor``, in the shares after it (4 places, half-even)."""
     if value is None or factor == ONE:
         return value
     return (value / factor).quantize(PRICE_STEP, ROUND_HALF_EVEN)
@@ -52,25 +54,13 @@ def split_adjusted(
             volume = int((volume * factor).to_integral_value(ROUND_HALF_EVEN))
         adjusted.append(
             point.replace(
-                price=_price(point.price, factor),
-                open=_price(point.open, factor),
-                high=_price(point.high, factor),
-                low=_price(point.low, factor),
-                close=_price(point.close, factor),
-                previous_close=_price(point.previous_close, factor),
+                price=in_new_shares(point.price, factor),
+                open=in_new_shares(point.open, factor),
+                high=in_new_shares(point.high, factor),
+                low=in_new_shares(point.low, factor),
+                close=in_new_shares(point.close, factor),
+                previous_close=in_new_shares(point.previous_close, factor),
                 volume=volume,
             )
         )
     return adjusted
-
-
-def adjust_previous_close(point: PricePoint, splits: Sequence[tuple[date, Decimal]]) -> PricePoint:
-    """``point`` with its previous close in the shares of its own session, when a split took
-    effect on it (``splits`` may hold any splits of its ticker)."""
-    factor = ONE
-    for effective, value in splits:
-        if effective == point.session_date:
-            factor *= value
-    if factor == ONE or point.previous_close is None:
-        return point
-    return point.replace(previous_close=_price(point.previous_close, factor))

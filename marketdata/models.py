@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from django.db import models
 from django.db.models import BigIntegerField, F, OuterRef, Q, Subquery, Window
 from django.db.models.functions import Cast, Extract, RowNumber, TruncDate
 
+from marketdata.adjust import in_new_shares
 from marketdata.port import (
     NEW_YORK,
     ActionKind,
@@ -19,7 +20,6 @@ from marketdata.port import (
 
 PRICE_MAX_DIGITS = 18
 PRICE_DECIMAL_PLACES = 4
-PRICE_STEP = Decimal("0.0001")
 EPOCH_DAY = date(1970, 1, 1)
 
 
@@ -154,8 +154,8 @@ class PriceHistoryQuerySet(models.QuerySet):
         for ticker, bars in by_ticker.items():
             bars.sort(key=lambda r: r.timestamp, reverse=True)
             previous = bars[1].close if len(bars) > 1 else None
-            if previous is not None and bars[0].split:
-                previous = (previous / bars[0].split).quantize(PRICE_STEP, ROUND_HALF_EVEN)
+            if bars[0].split:
+                previous = in_new_shares(previous, bars[0].split)
             points[ticker] = bars[0].point(previous_close=previous)
         return points
 

@@ -39,11 +39,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from marketdata import price_cache
 from marketdata.alpha_vantage import BULK_LIMIT
 from marketdata.models import ActionsCheck, PriceHistory
+from marketdata.plan import held_tickers, refresh_plan, watched_tickers
 from marketdata.port import (
     InvalidTicker,
     MarketDataError,
@@ -98,10 +98,8 @@ class RefreshSummary:
 def tracked_tickers() -> list[tuple[str, Priority]]:
     """Held tickers (``Priority.HELD``), then people's watchlists and the configured one's
     others (``WATCHLIST``), once each."""
-    path = getattr(settings, "PAPERTRADE_HELD_TICKERS", "")
-    held = list(dict.fromkeys(import_string(path)())) if path else []
-    path = getattr(settings, "PAPERTRADE_WATCHED_TICKERS", "")
-    people = list(import_string(path)()) if path else []
+    held = held_tickers()
+    people = watched_tickers()
     watch = [
         t for t in dict.fromkeys([*people, *settings.PAPERTRADE.refresh.watchlist]) if t not in held
     ]
@@ -119,8 +117,6 @@ def refresh_prices(
     ``now`` is the moment freshness is judged at (default: now); ``log`` receives one line per
     fetched ticker (the command prints them). Stores the summary for the status page.
     """
-    from marketdata.plan import refresh_plan
-
     started = timezone.now()
     plan = refresh_plan(now=now)
     lock = RUN_LOCK_KEY.format(session=plan.due)

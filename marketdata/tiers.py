@@ -37,7 +37,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from marketdata import cache_stats, price_cache
-from marketdata.adjust import adjust_previous_close, split_adjusted
+from marketdata.adjust import split_adjusted
 from marketdata.models import CorporateAction, Interval, PriceHistory
 from marketdata.port import (
     CorporateActionPoint,
@@ -282,13 +282,10 @@ class TieredMarketData:
         marked stale. Raises TickerNotFound when nothing is stored for ``ticker``, and
         MarketDataUnavailable when ``when`` is before its first stored bar.
         """
-        # One index range scan (ticker, interval, timestamp) backwards from ``when``: two rows.
-        rows = list(
-            PriceHistory.objects.daily(ticker)
-            .filter(timestamp__lte=when)
-            .order_by("-timestamp")[:2]
-        )
-        if not rows:
+        # ``latest_points`` bounded by the moment: two rows of one index range scan, the
+        # previous close already in the shares of a split on the bar's own session.
+        point = PriceHistory.objects.latest_points([ticker], at=when).get(ticker)
+        if point is None:
             first = (
                 PriceHistory.objects.daily(ticker)
                 .order_by("timestamp")
@@ -301,14 +298,10 @@ class TieredMarketData:
                 f"No price for {ticker} is stored at or before {when:%Y-%m-%d %H:%M} UTC: its "
                 f"first stored bar is {session_date(first):%Y-%m-%d}."
             )
-        previous = rows[1].close if len(rows) > 1 else None
-        point = self.judged(rows[0].point(previous_close=previous), self.due_session(at=when))
-        if previous is not None or adjusted:
-            since = session_date(rows[1].timestamp if len(rows) > 1 else rows[0].timestamp)
-            splits = CorporateAction.objects.splits_after([ticker], since).get(ticker, [])
-            point = adjust_previous_close(point, splits)
-            if adjusted:
-                point = split_adjusted([point], splits)[0]
+        point = self.judged(point, self.due_session(at=when))
+        if adjusted:  # one more query: the splits after its session
+            splits = CorporateAction.objects.splits_after([ticker], point.session_date)
+            point = split_adjusted([point], splits.get(ticker, []))[0]
         return point
 
     def get_price_history(
