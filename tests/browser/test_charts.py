@@ -71,8 +71,9 @@ NFLX_MOVES = (
 )
 
 
+@pytest.mark.parametrize("width", [1280, 390])
 def test_the_split_switch_redraws_nflx_as_traded_and_back(
-    live_server, page, offline_prices, user, password, browser_problems
+    live_server, new_context, offline_prices, user, password, browser_problems, width
 ):
     """The bundled demo: NFLX's 10-for-1 split on 2025-11-17 is invisible in the adjusted chart
     (the default) and a marked cliff as traded; real clicks switch between them."""
@@ -81,6 +82,7 @@ def test_the_split_switch_redraws_nflx_as_traded_and_back(
     expect.set_options(timeout=10_000)
     call_command("load_demo_prices", stdout=open("/dev/null", "w"))  # noqa: SIM115
     url = live_server.url
+    page = new_context(viewport={"width": width, "height": 900}).new_page()
     log_in(page, url, user.username, password)
 
     page.goto(url + "/stocks/NFLX/?range=ALL")

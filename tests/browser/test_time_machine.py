@@ -24,14 +24,19 @@ def money(value: Decimal) -> str:
     return f"${value:,.2f}"
 
 
+@pytest.mark.parametrize("width", [1280, 390])
 def test_a_portfolio_that_starts_in_the_past(
-    live_server, page, offline_prices, user, password, browser_problems
+    live_server, new_context, offline_prices, user, password, settings, browser_problems, width
 ):
     from django.core.management import call_command
 
+    from tests.browser.test_surface import assert_drawn, count_settles, fast_polling
+
     expect.set_options(timeout=10_000)
+    fast_polling(settings)
     call_command("load_demo_prices", stdout=open("/dev/null", "w"))  # noqa: SIM115
     url = live_server.url
+    page = new_context(viewport={"width": width, "height": 900}).new_page()
     log_in(page, url, user.username, password)
 
     page.get_by_label("Name").fill("Summer 2025")
@@ -50,6 +55,19 @@ def test_a_portfolio_that_starts_in_the_past(
     expect(page.locator("#receipt")).to_contain_text(money(10 * AAPL_0724))
     row = page.locator('#holdings tr[data-ticker="AAPL"]')
     expect(row.locator("td.price-cell")).to_contain_text("2025-07-24")
+
+    # Past two live refreshes and a swap of the value chart's range, the clock's buttons still
+    # take real clicks.
+    count_settles(page, "#live")
+    page.wait_for_function("() => window.__settled >= 2", timeout=10_000)
+    assert_drawn(page, "value-chart")
+    page.get_by_role("navigation", name="Value range").get_by_role("link", name="1M").click()
+    expect(
+        page.get_by_role("navigation", name="Value range").get_by_role("link", name="1M")
+    ).to_have_attribute("aria-current", "true")
+    assert_drawn(page, "value-chart")
+    page.locator("#clock-form").get_by_role("button", name="Next week").click()
+    expect(page.locator("#clock-date")).to_have_text("Thu 31 Jul 2025")
 
     clock = page.locator("#clock-form")
     clock.get_by_label("Go to date").fill("2025-12-12")
