@@ -3,16 +3,17 @@ daily run will serve each, from the scheduled share of the quota.
 
 A ticker needs a refresh when its latest stored bar is older than the newest NYSE session that
 should be stored by now, or when nothing of it is stored. They are ordered by priority — held,
-then people's own watchlists, then the configured watchlist, then every other stored ticker
-(backfill) — and, within a
-priority, the oldest latest bar first (a ticker that waited yesterday goes ahead today; one
-with nothing stored goes first of all). Each daily run serves the next ``calls_per_run`` of
-them: the scheduled share (``per_day`` minus the interactive reserve, one call per ticker), no
-more than the per-minute limit and the spacing allow in the run's time.
+then tickers with open orders, then people's own watchlists, then the configured watchlist,
+then every other stored ticker (backfill) — and, within a priority, the oldest latest bar
+first (a ticker that waited yesterday goes ahead today; one with nothing stored goes first of
+all). Each daily run serves the next ``calls_per_run`` of them: the scheduled share
+(``per_day`` minus the interactive reserve, one call per ticker), no more than the per-minute
+limit and the spacing allow in the run's time.
 
 ``refresh_prices --plan`` prints it without a call; the scheduled job fetches run 1 of it (one
 code path); the status page shows its summary, the next run and the held tickers left waiting.
-Two queries: the held tickers, and the latest bar of every stored ticker (one aggregate).
+Four queries: the held tickers, those of open orders, the watched ones, and the latest bar of
+every stored ticker (one aggregate).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ from marketdata.upstream_status import bulk_applies
 
 RUN_MINUTES = 14  # a run's calls must fit well inside the task's 15-minute time limit
 # Why a ticker is in the plan, in the order the plan serves them, with the quota priority its
-# calls take: held, then people's own watchlists, then config.toml's, then stored history.
+# calls take: held, then open orders', then people's own watchlists, then config.toml's, then
+# stored history.
 REASONS = {
     "held": Priority.HELD,
+    "orders": Priority.HELD,  # an open order waits on its bar: a fill is a trade
+
     "watched": Priority.WATCHLIST,
     "watchlist": Priority.WATCHLIST,
     "backfill": Priority.BACKFILL,
@@ -48,7 +52,8 @@ RANK = {reason: rank for rank, reason in enumerate(REASONS)}
 @dataclass(frozen=True, slots=True)
 class PlannedTicker:
     ticker: str
-    reason: str  # held, watched (a person's watchlist), watchlist (config.toml's), backfill
+    reason: str  # held, orders (an open order's), watched (a person's watchlist), watchlist
+    # (config.toml's), backfill
     last_bar: date | None  # the session of its latest stored bar; None: nothing stored
     run: int  # 1: the next daily run
     run_date: date  # the session whose scheduled run serves it
@@ -113,6 +118,10 @@ def held_tickers() -> list[str]:
     return _tickers_of("PAPERTRADE_HELD_TICKERS")
 
 
+def order_tickers() -> list[str]:
+    return _tickers_of("PAPERTRADE_ORDER_TICKERS")
+
+
 def watched_tickers() -> list[str]:
     return _tickers_of("PAPERTRADE_WATCHED_TICKERS")
 
@@ -139,6 +148,8 @@ def refresh_plan(*, now: datetime | None = None) -> RefreshPlan:
     reason: dict[str, str] = {}
     for ticker in held:
         reason.setdefault(ticker, "held")
+    for ticker in order_tickers():
+        reason.setdefault(ticker, "orders")
     for ticker in watched_tickers():
         reason.setdefault(ticker, "watched")
     for ticker in watch:

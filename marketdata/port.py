@@ -299,6 +299,14 @@ class MarketDataPort(Protocol):
         """The stored daily closes, as traded, of many tickers from ``start`` to ``end``: {ticker:
         [(session date, close), ...] oldest first}, in one query whatever the count."""
 
+    def get_stored_bars(
+        self, tickers: Iterable[str], start: date, end: date
+    ) -> dict[str, list[tuple[PricePoint, datetime]]]:
+        """The stored daily bars, as traded, of many tickers from ``start`` to ``end``, each with
+        when it was fetched (a bar of a session still in progress is a live quote: its close is
+        the last price at that time): {ticker: [(bar, fetched at), ...] oldest first}, in one
+        query. Never fetches."""
+
     def sessions(self, start: date, end: date) -> list[date]:
         """The NYSE sessions from ``start`` to ``end`` inclusive."""
 

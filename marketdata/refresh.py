@@ -43,7 +43,7 @@ from django.utils import timezone
 from marketdata import price_cache
 from marketdata.alpha_vantage import BULK_LIMIT
 from marketdata.models import ActionsCheck, PriceHistory
-from marketdata.plan import held_tickers, refresh_plan, watched_tickers
+from marketdata.plan import held_tickers, order_tickers, refresh_plan, watched_tickers
 from marketdata.port import (
     InvalidTicker,
     MarketDataError,
@@ -96,9 +96,9 @@ class RefreshSummary:
 
 
 def tracked_tickers() -> list[tuple[str, Priority]]:
-    """Held tickers (``Priority.HELD``), then people's watchlists and the configured one's
-    others (``WATCHLIST``), once each."""
-    held = held_tickers()
+    """Held tickers and those of open orders (``Priority.HELD``), then people's watchlists and
+    the configured one's others (``WATCHLIST``), once each."""
+    held = list(dict.fromkeys([*held_tickers(), *order_tickers()]))
     people = watched_tickers()
     watch = [
         t for t in dict.fromkeys([*people, *settings.PAPERTRADE.refresh.watchlist]) if t not in held

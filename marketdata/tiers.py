@@ -48,6 +48,7 @@ from marketdata.port import (
     PricePoint,
     SymbolMatch,
     TickerNotFound,
+    day_start,
     session_date,
 )
 from marketdata.quota import Priority
@@ -393,6 +394,21 @@ class TieredMarketData:
         self, tickers: Iterable[str], start: date, end: date
     ) -> dict[str, list[tuple[date, Decimal]]]:
         return PriceHistory.objects.closes(list(dict.fromkeys(tickers)), start, end)
+
+    def get_stored_bars(
+        self, tickers: Iterable[str], start: date, end: date
+    ) -> dict[str, list[tuple[PricePoint, datetime]]]:
+        wanted = list(dict.fromkeys(tickers))
+        found: dict[str, list[tuple[PricePoint, datetime]]] = {t: [] for t in wanted}
+        rows = PriceHistory.objects.filter(
+            ticker__in=wanted,
+            interval=Interval.DAILY,
+            timestamp__gte=day_start(start),
+            timestamp__lt=day_start(end + timedelta(days=1)),
+        ).order_by("ticker", "timestamp")
+        for row in rows:
+            found[row.ticker].append((row.point(), row.fetched_at))
+        return found
 
     def sessions(self, start: date, end: date) -> list[date]:
         import pandas as pd  # loaded with the calendar (see trading_calendar)

@@ -91,6 +91,12 @@ class UIConfig:
 
 
 @dataclass(frozen=True)
+class OrdersConfig:
+    gtc_days: int
+    stop_reserve: float
+
+
+@dataclass(frozen=True)
 class Config:
     market_data: MarketDataConfig
     quota: QuotaConfig
@@ -100,6 +106,7 @@ class Config:
     staleness: StalenessConfig
     refresh: RefreshConfig
     ui: UIConfig
+    orders: OrdersConfig
     path: str = ""
 
 
@@ -210,6 +217,10 @@ def _validate(config: Config) -> None:
         raise bad("ui.poll_interval_seconds", "must be at least 1")
     if config.ui.transactions_per_page < 1:
         raise bad("ui.transactions_per_page", "must be at least 1")
+    if not 1 <= config.orders.gtc_days <= 3660:
+        raise bad("orders.gtc_days", "must be between 1 and 3660 days")
+    if not 0 <= config.orders.stop_reserve <= 10:
+        raise bad("orders.stop_reserve", "must be between 0 and 10 (a fraction: 0.10 is 10 %)")
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -235,6 +235,7 @@ PAPERTRADE_PRICE_PORT = "marketdata.wiring.get_market_data"
 # a list of tickers, so marketdata never imports portfolios.
 PAPERTRADE_HELD_TICKERS = "portfolios.selectors.held_tickers"
 PAPERTRADE_WATCHED_TICKERS = "portfolios.selectors.watched_tickers"
+PAPERTRADE_ORDER_TICKERS = "portfolios.selectors.order_tickers"
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -30,6 +30,10 @@ class InvalidTicker(LedgerError):
     field = "ticker"
 
 
+class InvalidTrigger(LedgerError):
+    field = "trigger"
+
+
 class PriceUnavailable(LedgerError):
     field = "ticker"
 
@@ -39,13 +43,25 @@ class PriceUnavailable(LedgerError):
 
 
 class InsufficientFunds(LedgerError):
-    def __init__(self, *, available: Decimal, required: Decimal, field: str = "amount") -> None:
+    def __init__(
+        self,
+        *,
+        available: Decimal,
+        required: Decimal,
+        field: str = "amount",
+        reserved: Decimal = Decimal("0"),
+    ) -> None:
         self.available = available
         self.required = required
         self.shortfall = required - available
+        held_back = (
+            f" ({format_money(reserved)} more is reserved for open orders; cancel one to free it)"
+            if reserved
+            else ""
+        )
         super().__init__(
-            f"Not enough cash: {format_money(available)} available, {format_money(required)} "
-            f"required, {format_money(self.shortfall)} short.",
+            f"Not enough cash: {format_money(available)} available{held_back}, "
+            f"{format_money(required)} required, {format_money(self.shortfall)} short.",
             field=field,
         )
 
@@ -53,14 +69,27 @@ class InsufficientFunds(LedgerError):
 class InsufficientShares(LedgerError):
     field = "quantity"
 
-    def __init__(self, *, ticker: str, held: Decimal, requested: Decimal) -> None:
+    def __init__(
+        self, *, ticker: str, held: Decimal, requested: Decimal, reserved: Decimal = Decimal("0")
+    ) -> None:
         self.held = held
         self.requested = requested
         self.shortfall = requested - held
+        if reserved:
+            have = (
+                f"{held.normalize():f} available ({reserved.normalize():f} more are reserved "
+                "for open sell orders)"
+            )
+        else:
+            have = f"{held.normalize():f} held"
         super().__init__(
-            f"Not enough {ticker} shares: {held.normalize():f} held, {requested.normalize():f} "
-            f"to sell, {self.shortfall.normalize():f} short."
+            f"Not enough {ticker} shares: {have}, {requested.normalize():f} to sell, "
+            f"{self.shortfall.normalize():f} short."
         )
+
+
+class OrderClosed(LedgerError):
+    """The order is no longer open: it filled, expired, was rejected or cancelled first."""
 
 
 class BalanceLimitExceeded(LedgerError):

@@ -60,3 +60,13 @@ def _name(kind: str) -> str:
 
 def _through(kind: str) -> str:
     return "opened through" if kind == LIMIT else "gapped through"
+
+
+def fill_at_quote(*, side: str, kind: str, trigger: Decimal, price: Decimal) -> Fill | None:
+    """The fill a live quote newer than the order gives it: at the quote's price when the
+    order is marketable there (the same rule, the quote standing for a bar whose open, high and
+    low are its price)."""
+    rising = (side == BUY) == (kind == STOP)
+    if (rising and price >= trigger) or (not rising and price <= trigger):
+        return Fill(price, f"{_name(kind)}, at a live quote")
+    return None

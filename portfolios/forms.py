@@ -10,6 +10,7 @@ from django.contrib.auth.forms import UserCreationForm
 from marketdata.port import TICKER_MAX_LENGTH
 from portfolios.money import (
     CASH_PLACES,
+    PRICE_PLACES,
     QUANTITY_PLACES,
     is_negative_number,
     parse_typed_number,
@@ -144,8 +145,14 @@ class CashForm(forms.Form):
         self.fields["amount"].label = label
 
 
+def price_field(noun: str, **kwargs) -> PlainDecimalField:
+    return PlainDecimalField(places=PRICE_PLACES, noun=noun, example="150.00", **kwargs)
+
+
 class TradeForm(forms.Form):
     SIDES = [("BUY", "Buy"), ("SELL", "Sell")]
+    ORDER_TYPES = [("MARKET", "Market"), ("LIMIT", "Limit"), ("STOP", "Stop")]
+    TIMES_IN_FORCE = [("DAY", "Day"), ("GTC", "GTC (good till cancelled)")]
 
     side = forms.ChoiceField(choices=SIDES, initial="BUY")
     ticker = forms.CharField(
@@ -161,6 +168,32 @@ class TradeForm(forms.Form):
         error_messages={"max_length": f"A ticker has at most {TICKER_MAX_LENGTH} characters."},
     )
     quantity = quantity_field(label="Quantity (shares)")
+    order_type = forms.ChoiceField(
+        choices=ORDER_TYPES, initial="MARKET", label="Order type", required=False
+    )
+    limit_price = price_field("limit price", label="Limit price ($)", required=False)
+    stop_price = price_field("stop price", label="Stop price ($)", required=False)
+    time_in_force = forms.ChoiceField(
+        choices=TIMES_IN_FORCE, initial="DAY", label="Time in force", required=False
+    )
+
+    def clean(self):
+        data = super().clean()
+        kind = data["order_type"] = data.get("order_type") or "MARKET"
+        # Only the price the order type uses counts: a stray value in the other is ignored.
+        for name, used_by in (("limit_price", "LIMIT"), ("stop_price", "STOP")):
+            if kind != used_by:
+                self.errors.pop(name, None)
+                data[name] = None
+        if kind == "LIMIT" and data.get("limit_price") is None and "limit_price" not in self.errors:
+            self.add_error(
+                "limit_price", "Give the limit price: the most a buy pays, the least a sell takes."
+            )
+        if kind == "STOP" and data.get("stop_price") is None and "stop_price" not in self.errors:
+            self.add_error("stop_price", "Give the stop price: the price that sets the order off.")
+        data["trigger"] = data.get("limit_price") if kind == "LIMIT" else data.get("stop_price")
+        data["time_in_force"] = data.get("time_in_force") or "DAY"
+        return data
 
 
 class PreviewForm(TradeForm):
@@ -170,3 +203,9 @@ class PreviewForm(TradeForm):
         super().__init__(*args, **kwargs)
         for f in self.fields.values():
             f.required = False
+
+    def clean(self):
+        data = forms.Form.clean(self)
+        kind = data.get("order_type")
+        data["trigger"] = data.get("limit_price") if kind == "LIMIT" else data.get("stop_price")
+        return data

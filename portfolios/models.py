@@ -12,6 +12,7 @@ from portfolios.money import (
     PRICE_PLACES,
     QUANTITY_MAX_DIGITS,
     QUANTITY_PLACES,
+    format_price,
 )
 
 ZERO = Decimal("0")
@@ -115,6 +116,13 @@ class Transaction(models.Model):
     # paid on. Their provenance (source, as-of) is the action's.
     effective_on = models.DateField(null=True, blank=True)
     action_value = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    # A waiting order's fill (PRODUCT §11.1): the order, and the rule that fired ("limit,
+    # touched"); its bar is the price's source and as-of. One entry per order at most: the
+    # column is unique, so an order can never fill twice.
+    order = models.OneToOneField(
+        "Order", null=True, blank=True, on_delete=models.PROTECT, related_name="fill"
+    )
+    price_rule = models.CharField(max_length=40, blank=True)
 
     objects = TransactionQuerySet.as_manager()
 
@@ -171,6 +179,10 @@ class Transaction(models.Model):
                     & Q(price__isnull=True)
                     & ~Q(price_source="")
                 ),
+            ),
+            models.CheckConstraint(
+                name="txn_order_fills_a_trade",
+                condition=Q(order__isnull=True) | Q(kind__in=["BUY", "SELL"]),
             ),
             models.CheckConstraint(
                 name="txn_split_moves_no_cash", condition=~Q(kind="SPLIT") | Q(cash_change=0)
@@ -267,3 +279,95 @@ class WatchedTicker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner} watches {self.ticker}"
+
+
+class Order(models.Model):
+    """A limit or stop order that waits for its price (PRODUCT §11). While open it reserves what
+    it may spend: a buy its cash (``reserved_cash``), a sell its shares (``reserved_shares``);
+    every rule that spends cash or shares counts only what is not reserved. It closes once:
+    filled (its ``fill`` is the ledger entry), cancelled, expired or rejected (``reason``)."""
+
+    class Side(models.TextChoices):
+        BUY = "BUY", "Buy"
+        SELL = "SELL", "Sell"
+
+    class Kind(models.TextChoices):
+        LIMIT = "LIMIT", "Limit"
+        STOP = "STOP", "Stop"
+
+    class TimeInForce(models.TextChoices):
+        DAY = "DAY", "Day"
+        GTC = "GTC", "Good till cancelled"
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        FILLED = "FILLED", "Filled"
+        CANCELLED = "CANCELLED", "Cancelled"
+        EXPIRED = "EXPIRED", "Expired"
+        REJECTED = "REJECTED", "Rejected"
+
+    portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="orders")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    ticker = models.CharField(max_length=10)
+    quantity = quantity_field()
+    trigger = price_field()  # the limit or the stop price
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.OPEN)
+    # When it was placed (a time-machine portfolio's: its clock's close): only a bar of a
+    # session that starts later can fill it.
+    placed_at = models.DateTimeField()
+    # The last session whose bar may fill it: a Day order's is the first session that starts
+    # after it was placed; a GTC order's, the last one within ``orders.gtc_days`` days.
+    expires_on = models.DateField()
+    reserved_cash = cash_field(default=ZERO)
+    reserved_shares = quantity_field(default=ZERO)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=300, blank=True)  # why it expired or was rejected
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["ticker"], condition=Q(status="OPEN"), name="order_open_by_ticker"
+            ),
+            models.Index(fields=["portfolio", "-placed_at", "-id"], name="order_portfolio_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(condition=Q(trigger__gt=0), name="order_trigger_positive"),
+            models.CheckConstraint(name="order_side_valid", condition=Q(side__in=["BUY", "SELL"])),
+            models.CheckConstraint(
+                name="order_kind_valid", condition=Q(kind__in=["LIMIT", "STOP"])
+            ),
+            models.CheckConstraint(
+                name="order_tif_valid", condition=Q(time_in_force__in=["DAY", "GTC"])
+            ),
+            # A buy reserves cash and no shares; a sell, shares and no cash.
+            models.CheckConstraint(
+                name="order_reserve_shape",
+                condition=(Q(side="BUY") & Q(reserved_cash__gt=0) & Q(reserved_shares=0))
+                | (Q(side="SELL") & Q(reserved_cash=0) & Q(reserved_shares__gt=0)),
+            ),
+            models.CheckConstraint(
+                name="order_closed_when_not_open",
+                condition=(Q(status="OPEN") & Q(closed_at__isnull=True))
+                | (~Q(status="OPEN") & Q(closed_at__isnull=False)),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.ticker} {self.kind} {self.trigger}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+    @property
+    def label(self) -> str:
+        """What it is, in a line: "Buy 10 AAPL, limit $150.00, Day"."""
+        return (
+            f"{self.get_side_display()} {self.quantity.normalize():f} {self.ticker}, "
+            f"{self.get_kind_display().lower()} {format_price(self.trigger)}, "
+            f"{'Day' if self.time_in_force == self.TimeInForce.DAY else 'GTC'}"
+        )

@@ -80,3 +80,11 @@ def is_negative_number(raw: str) -> bool:
 def format_money(value: Decimal) -> str:
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(to_cash(value)):,.2f}"
+
+
+def format_price(value: Decimal) -> str:
+    """A price to at most 4 places, at least 2: $150.00, $0.1234."""
+    text = f"{abs(value):,.4f}".rstrip("0")
+    if len(text.split(".")[1]) < 2:
+        text = f"{abs(value):,.2f}"
+    return f"{'-' if value < 0 else ''}${text}"

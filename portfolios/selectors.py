@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Window
+from django.db.models import Case, Count, F, Value, When, Window
 from django.utils import timezone
 
 from marketdata.port import (
@@ -18,7 +18,7 @@ from marketdata.port import (
     close_of,
     get_price_port,
 )
-from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.models import Holding, Order, Portfolio, Transaction
 from portfolios.money import to_cash
 
 ZERO = Decimal("0")
@@ -44,6 +44,11 @@ class HoldingRow:
     day_change_pct: Decimal | None = None
     weight_pct: Decimal | None = None
     company: str = ""
+    reserved: Decimal = ZERO  # shares held back by open sell orders
+
+    @property
+    def available(self) -> Decimal:
+        return self.quantity - self.reserved
 
 
 @dataclass
@@ -60,10 +65,18 @@ class PortfolioSummary:
     any_stale: bool = False
     any_missing: bool = False
     priced_at: object = None
+    # The detail page's orders (``with_orders``): the open ones, and the latest closed ones.
+    open_orders: list[Order] = field(default_factory=list)
+    closed_orders: list[Order] = field(default_factory=list)
+    reserved_cash: Decimal = ZERO
 
     @property
     def cash(self) -> Decimal:
         return self.portfolio.cash
+
+    @property
+    def available_cash(self) -> Decimal:
+        return self.portfolio.cash - self.reserved_cash
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,34 @@ def portfolio_summary(
     return portfolio_summaries([portfolio], prices=prices)[0]
 
 
+CLOSED_ORDERS_SHOWN = 5
+MAX_OPEN_ORDERS = 500  # what one portfolio may keep open (``orders.MAX_OPEN_ORDERS``)
+
+
+def with_orders(summary: PortfolioSummary) -> PortfolioSummary:
+    """Add the portfolio's orders to its summary, in one query: every open order (with what it
+    reserves: the available cash, and the shares of each holding held back) and the latest
+    few closed ones (filled, cancelled, expired or rejected, with the reason)."""
+    is_open = Case(When(status=Order.Status.OPEN, then=Value(0)), default=Value(1))
+    rows = (
+        Order.objects.filter(portfolio=summary.portfolio)
+        .select_related("fill")
+        .order_by(is_open, F("closed_at").desc(nulls_last=True), "-placed_at", "-id")
+    )
+    for order in rows[: MAX_OPEN_ORDERS + CLOSED_ORDERS_SHOWN]:
+        if order.is_open:
+            summary.open_orders.append(order)
+        elif len(summary.closed_orders) < CLOSED_ORDERS_SHOWN:
+            summary.closed_orders.append(order)
+    summary.reserved_cash = sum((o.reserved_cash for o in summary.open_orders), ZERO)
+    held_back: dict[str, Decimal] = {}
+    for o in summary.open_orders:
+        held_back[o.ticker] = held_back.get(o.ticker, ZERO) + o.reserved_shares
+    for row in summary.holdings:
+        row.reserved = min(held_back.get(row.ticker, ZERO), row.quantity)
+    return summary
+
+
 def transactions_page(
     portfolio: Portfolio, *, kind: str = "", page: object = 1, per_page: int = 25
 ) -> Page:
@@ -245,6 +286,19 @@ def held_tickers() -> list[str]:
     What the scheduled price refresh asks (``settings.PAPERTRADE_HELD_TICKERS``): marketdata
     knows nothing else of portfolios."""
     return list(Holding.objects.order_by("ticker").values_list("ticker", flat=True).distinct())
+
+
+def order_tickers() -> list[str]:
+    """Every ticker with an open order on a live portfolio, alphabetical, in one query
+    (``settings.PAPERTRADE_ORDER_TICKERS``, for the refresh plan: the order waits on its bar)."""
+    from portfolios.models import Order
+
+    return list(
+        Order.objects.filter(status=Order.Status.OPEN, portfolio__clock__isnull=True)
+        .order_by("ticker")
+        .values_list("ticker", flat=True)
+        .distinct()
+    )
 
 
 def watched_tickers() -> list[str]:

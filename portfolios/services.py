@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DecimalField, F, Min, Q, Sum, When
+from django.db.models import Case, Count, DecimalField, F, Min, Q, Sum, When
 from django.utils import timezone
 
 from marketdata.port import (
@@ -43,7 +43,7 @@ from portfolios.exceptions import (
     LedgerError,
     PriceUnavailable,
 )
-from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.models import Holding, Order, Portfolio, Transaction
 from portfolios.money import (
     CASH_PLACES,
     MAX_AMOUNT,
@@ -140,6 +140,53 @@ def _save_totals(locked: Portfolio, entry: Transaction, *names: str) -> None:
     locked.save(update_fields=[*names, "last_entry_at"])
 
 
+@dataclass(frozen=True)
+class Reserves:
+    """What a portfolio's open orders hold back (PRODUCT §11.2): cash for buys, shares of each
+    ticker for sells. Read under the portfolio's lock, so what a rule counts as available is
+    what no open order can take."""
+
+    cash: Decimal = ZERO
+    shares: dict[str, Decimal] | None = None
+    orders: int = 0  # how many are open
+
+    def shares_of(self, ticker: str) -> Decimal:
+        return (self.shares or {}).get(ticker, ZERO)
+
+
+def reserves_of(portfolio: Portfolio) -> Reserves:
+    """The reserves of ``portfolio``'s open orders, in one query."""
+    cash, shares, orders = ZERO, {}, 0
+    rows = (
+        Order.objects.filter(portfolio=portfolio, status=Order.Status.OPEN)
+        .order_by()
+        .values_list("ticker")
+        .annotate(cash=Sum("reserved_cash"), shares=Sum("reserved_shares"), count=Count("pk"))
+    )
+    for ticker, reserved_cash, reserved_shares, count in rows:
+        cash += reserved_cash
+        orders += count
+        if reserved_shares:
+            shares[ticker] = reserved_shares
+    return Reserves(cash=cash, shares=shares, orders=orders)
+
+
+def _check_cash(locked: Portfolio, required: Decimal, reserves: Reserves, field: str) -> None:
+    available = locked.cash - reserves.cash
+    if required > available:
+        raise InsufficientFunds(
+            available=available, required=required, reserved=reserves.cash, field=field
+        )
+
+
+def _check_shares(ticker: str, held: Decimal, requested: Decimal, reserves: Reserves) -> None:
+    reserved = min(reserves.shares_of(ticker), held)
+    if requested > held - reserved:
+        raise InsufficientShares(
+            ticker=ticker, held=held - reserved, requested=requested, reserved=reserved
+        )
+
+
 # --- portfolios -------------------------------------------------------------------------------
 def portfolio_create(
     *,
@@ -212,8 +259,9 @@ def portfolio_advance(
     *, portfolio: Portfolio, to: date, prices: MarketDataPort | None = None
 ) -> Portfolio:
     """Move a time-machine portfolio's clock forward to the session ``to`` (or the last
-    session before it), never back and never past the latest stored session; the splits and
-    dividends it crosses apply on the way. Locks the portfolio row, like a trade."""
+    session before it), never back and never past the latest stored session; the open orders
+    are checked against the sessions it crosses, and the splits and dividends it crosses apply
+    on the way. Locks the portfolio row, like a trade."""
     if portfolio.clock is None:
         raise LedgerError("This portfolio is live: it has no clock to move.")
     port = prices or get_price_port()
@@ -241,6 +289,11 @@ def portfolio_advance(
             )
         locked.clock = sessions[-1]
         locked.save(update_fields=["clock"])
+        # The open orders meet the bars of the sessions crossed (fills in session order, each at
+        # its session's close), then the splits and dividends of those sessions apply.
+        from portfolios.orders import check_locked
+
+        check_locked(locked, port=port, now=timezone.now())
         apply_corporate_actions(portfolio=locked, prices=port, today=locked.clock)
         locked.refresh_from_db()
     _refresh(portfolio, locked)
@@ -295,8 +348,7 @@ def portfolio_withdraw(*, portfolio: Portfolio, amount: Decimal) -> Transaction:
         # Lock: two withdrawals racing could each see enough cash and together overdraw it.
         locked = _locked(portfolio)
         now = _entry_time(locked)
-        if amount > locked.cash:
-            raise InsufficientFunds(available=locked.cash, required=amount)
+        _check_cash(locked, amount, reserves_of(locked), "amount")  # open buys' cash is held
         txn = Transaction.objects.create(
             portfolio=locked,
             kind=Transaction.Kind.WITHDRAWAL,
@@ -415,9 +467,14 @@ def _trade_row(
     cash_change: Decimal,
     now: datetime,
     realized_gain: Decimal | None = None,
+    *,
+    order: Order | None = None,
+    rule: str = "",
 ) -> Transaction:
     point = quote.price
     return Transaction.objects.create(
+        order=order,
+        price_rule=rule,
         portfolio=portfolio,
         kind=kind,
         ticker=quote.ticker,
@@ -441,20 +498,28 @@ def portfolio_buy(
         locked = _locked(portfolio)
         _same_clock(portfolio, locked)
         now = _entry_time(locked)
-        if quote.total > locked.cash:
-            raise InsufficientFunds(available=locked.cash, required=quote.total, field="quantity")
-        txn = _trade_row(locked, Transaction.Kind.BUY, quote, -quote.total, now)
-        holding = Holding.objects.filter(portfolio=locked, ticker=quote.ticker).first()
-        if holding is None:
-            holding = Holding(portfolio=locked, ticker=quote.ticker, quantity=ZERO, cost_basis=ZERO)
-        if holding.quantity + quote.quantity > MAX_QUANTITY:
-            raise InvalidQuantity(f"A holding may be at most {MAX_QUANTITY.normalize():,f} shares.")
-        holding.quantity += quote.quantity
-        holding.cost_basis += quote.total
-        holding.save()
-        locked.cash -= quote.total
-        _save_totals(locked, txn, "cash")
+        _check_cash(locked, quote.total, reserves_of(locked), "quantity")
+        txn = book_buy(locked, quote, now)
     _refresh(portfolio, locked)
+    return txn
+
+
+def book_buy(
+    locked: Portfolio, quote: Quote, now: datetime, *, order: Order | None = None, rule: str = ""
+) -> Transaction:
+    """Append a BUY of ``quote`` to the locked portfolio and update its cash and holding (the
+    caller has checked the cash)."""
+    txn = _trade_row(locked, Transaction.Kind.BUY, quote, -quote.total, now, order=order, rule=rule)
+    holding = Holding.objects.filter(portfolio=locked, ticker=quote.ticker).first()
+    if holding is None:
+        holding = Holding(portfolio=locked, ticker=quote.ticker, quantity=ZERO, cost_basis=ZERO)
+    if holding.quantity + quote.quantity > MAX_QUANTITY:
+        raise InvalidQuantity(f"A holding may be at most {MAX_QUANTITY.normalize():,f} shares.")
+    holding.quantity += quote.quantity
+    holding.cost_basis += quote.total
+    holding.save()
+    locked.cash -= quote.total
+    _save_totals(locked, txn, "cash")
     return txn
 
 
@@ -476,30 +541,46 @@ def portfolio_sell(
         _same_clock(portfolio, locked)
         now = _entry_time(locked)
         holding = Holding.objects.filter(portfolio=locked, ticker=ticker).first()
-        held_quantity = holding.quantity if holding else ZERO
-        if held_quantity < quantity:
-            raise InsufficientShares(ticker=ticker, held=held_quantity, requested=quantity)
-        if holding.quantity == quantity:
-            cost_sold = holding.cost_basis
-        else:
-            cost_sold = to_cash(holding.cost_basis * quantity / holding.quantity)
-        gain = quote.total - cost_sold
-        if locked.cash + quote.total > MAX_CASH:
-            raise BalanceLimitExceeded(
-                f"A balance may be at most {format_money(MAX_CASH)}.", field="quantity"
-            )
-        txn = _trade_row(locked, Transaction.Kind.SELL, quote, quote.total, now, gain)
-        if holding.quantity == quantity:
-            # A position sold to zero leaves the holdings table.
-            holding.delete()
-        else:
-            holding.quantity -= quantity
-            holding.cost_basis -= cost_sold
-            holding.save(update_fields=["quantity", "cost_basis"])
-        locked.cash += quote.total
-        locked.realized_gain += gain
-        _save_totals(locked, txn, "cash", "realized_gain")
+        _check_shares(ticker, holding.quantity if holding else ZERO, quantity, reserves_of(locked))
+        txn = book_sell(locked, holding, quote, now)
     _refresh(portfolio, locked)
+    return txn
+
+
+def book_sell(
+    locked: Portfolio,
+    holding: Holding,
+    quote: Quote,
+    now: datetime,
+    *,
+    order: Order | None = None,
+    rule: str = "",
+) -> Transaction:
+    """Append a SELL of ``quote`` from ``holding`` (the caller has checked the shares) and
+    update the cash, the realized gain and the holding (average cost)."""
+    quantity = quote.quantity
+    if holding.quantity == quantity:
+        cost_sold = holding.cost_basis
+    else:
+        cost_sold = to_cash(holding.cost_basis * quantity / holding.quantity)
+    gain = quote.total - cost_sold
+    if locked.cash + quote.total > MAX_CASH:
+        raise BalanceLimitExceeded(
+            f"A balance may be at most {format_money(MAX_CASH)}.", field="quantity"
+        )
+    txn = _trade_row(
+        locked, Transaction.Kind.SELL, quote, quote.total, now, gain, order=order, rule=rule
+    )
+    if holding.quantity == quantity:
+        # A position sold to zero leaves the holdings table.
+        holding.delete()
+    else:
+        holding.quantity -= quantity
+        holding.cost_basis -= cost_sold
+        holding.save(update_fields=["quantity", "cost_basis"])
+    locked.cash += quote.total
+    locked.realized_gain += gain
+    _save_totals(locked, txn, "cash", "realized_gain")
     return txn
 
 

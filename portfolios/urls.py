@@ -24,6 +24,11 @@ urlpatterns = [
     ),
     path("portfolios/<int:pk>/trade/", views.portfolio_trade, name="portfolio_trade"),
     path("portfolios/<int:pk>/trade/preview/", views.trade_preview, name="trade_preview"),
+    path(
+        "portfolios/<int:pk>/orders/<int:order_id>/cancel/",
+        views.order_cancel,
+        name="order_cancel",
+    ),
     path("portfolios/<int:pk>/deposit/", views.portfolio_deposit, name="portfolio_deposit"),
     path("portfolios/<int:pk>/withdraw/", views.portfolio_withdraw, name="portfolio_withdraw"),
     path("portfolios/<int:pk>/rename/", views.portfolio_rename, name="portfolio_rename"),

@@ -25,8 +25,8 @@ from marketdata.port import (
     get_price_port,
     normalize_ticker,
 )
-from portfolios import services
-from portfolios.exceptions import LedgerError
+from portfolios import orders, services
+from portfolios.exceptions import LedgerError, OrderClosed
 from portfolios.forms import (
     CashForm,
     ClockForm,
@@ -36,9 +36,14 @@ from portfolios.forms import (
     SignupForm,
     TradeForm,
 )
-from portfolios.models import Holding, Portfolio, Transaction, WatchedTicker
+from portfolios.models import Holding, Order, Portfolio, Transaction, WatchedTicker
 from portfolios.money import format_money, parse_typed_number
-from portfolios.selectors import portfolio_summaries, portfolio_summary, transactions_page
+from portfolios.selectors import (
+    portfolio_summaries,
+    portfolio_summary,
+    transactions_page,
+    with_orders,
+)
 from portfolios.templatetags.money import gain, price, shares
 
 INVALID = 422  # a form re-rendered with its errors
@@ -241,19 +246,28 @@ REGION_PARTS = {
 
 def _detail_context(request: HttpRequest, portfolio: Portfolio, region: str = "", **forms) -> dict:
     parts = REGION_PARTS[region]
-    context: dict = {"portfolio": portfolio, "receipt": forms.get("receipt")}
+    context: dict = {
+        "portfolio": portfolio,
+        "receipt": forms.get("receipt"),
+        "placed": forms.get("placed"),
+    }
     if portfolio.clock is not None and not region:
         context["clock_form"] = forms.get("clock_form") or ClockForm()
         stored = get_price_port().stored_range()
         context["last_session"] = stored[1] if stored else None
     if "live" in parts:
-        context["summary"] = portfolio_summary(portfolio)
+        context["summary"] = with_orders(portfolio_summary(portfolio))
         context["poll_seconds"] = settings.PAPERTRADE.ui.poll_interval_seconds
     if "trade" in parts:
         context["trade_form"] = forms.get("trade_form") or TradeForm(
             initial=_trade_initial(request)
         )
         context["preview_fetching"] = forms.get("preview_fetching", False)
+        orders_config = settings.PAPERTRADE.orders
+        context["gtc_days"] = orders_config.gtc_days
+        context["stop_reserve_pct"] = f"{Decimal(str(orders_config.stop_reserve)) * 100:f}".rstrip(
+            "0"
+        ).rstrip(".")
     if "cash" in parts:
         context["deposit_form"] = forms.get("deposit_form") or _cash_form("deposit")
         context["withdraw_form"] = forms.get("withdraw_form") or _cash_form("withdraw")
@@ -320,7 +334,7 @@ def portfolio_live(request: HttpRequest, pk: int) -> HttpResponse:
     portfolio = portfolio_get_for_user(request, pk)
     context = {
         "portfolio": portfolio,
-        "summary": portfolio_summary(portfolio),
+        "summary": with_orders(portfolio_summary(portfolio)),
         "poll_seconds": settings.PAPERTRADE.ui.poll_interval_seconds,
     }
     return render(request, "portfolios/portfolio_detail.html#live", context)
@@ -333,17 +347,32 @@ def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
     fetching = False
     if form.is_valid():
         data = form.cleaned_data
-        write = services.portfolio_buy if data["side"] == "BUY" else services.portfolio_sell
         try:
-            txn = write(portfolio=portfolio, ticker=data["ticker"], quantity=data["quantity"])
+            if data["order_type"] == "MARKET":
+                write = services.portfolio_buy if data["side"] == "BUY" else services.portfolio_sell
+                txn = write(portfolio=portfolio, ticker=data["ticker"], quantity=data["quantity"])
+                placed = None
+            else:
+                placed = orders.order_place(
+                    portfolio=portfolio,
+                    side=data["side"],
+                    kind=data["order_type"],
+                    ticker=data["ticker"],
+                    quantity=data["quantity"],
+                    trigger=data["trigger"],
+                    time_in_force=data["time_in_force"],
+                )
+                txn = placed.fill if placed.status == Order.Status.FILLED else None
         except LedgerError as exc:
             _add_error(form, exc)
             # The price is on its way: the preview polls for it (stored prices only).
             fetching = getattr(exc, "fetching", False)
         else:
             if request.htmx:
-                return _render_detail(request, portfolio, partial="trade-result", receipt=txn)
-            messages.success(request, _receipt_text(txn))
+                return _render_detail(
+                    request, portfolio, partial="trade-result", receipt=txn, placed=placed
+                )
+            messages.success(request, _receipt_text(txn) if txn else _placed_text(placed))
             return redirect(portfolio)
     partial = "trade-panel" if request.htmx else ""
     return _render_detail(
@@ -354,6 +383,35 @@ def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
         trade_form=form,
         preview_fetching=fetching,
     )
+
+
+def _placed_text(order: Order) -> str:
+    held = (
+        f"reserves {format_money(order.reserved_cash)}"
+        if order.side == Order.Side.BUY
+        else f"reserves {shares(order.reserved_shares)} {order.ticker}"
+    )
+    return f"Order placed: {order.label}; it {held} until it fills, expires or is cancelled."
+
+
+@require_POST
+def order_cancel(request: HttpRequest, pk: int, order_id: int) -> HttpResponse:
+    """Cancel an open order (a plain form: the page comes back with what happened)."""
+    portfolio = portfolio_get_for_user(request, pk)
+    try:
+        order = orders.order_cancel(portfolio=portfolio, order_id=order_id)
+    except Order.DoesNotExist:
+        raise Http404("No such order in this portfolio.") from None
+    except OrderClosed as exc:
+        messages.warning(request, exc.message)
+    else:
+        freed = (
+            format_money(order.reserved_cash)
+            if order.side == Order.Side.BUY
+            else f"{shares(order.reserved_shares)} {order.ticker}"
+        )
+        messages.success(request, f"Cancelled: {order.label}. {freed} is available again.")
+    return redirect(f"{portfolio.get_absolute_url()}#orders")
 
 
 def _receipt_text(txn: Transaction) -> str:
@@ -392,7 +450,8 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
                     ticker=ticker, quantity=data["quantity"], stored_only=True
                 )
                 context["quote"] = quote
-                context.update(_shortfall(portfolio, context["side"], quote, context["owned"]))
+                context["order_type"] = data.get("order_type") or "MARKET"
+                context.update(_order_preview(portfolio, context, data))
             else:
                 point = get_price_port().get_current_prices([ticker])[ticker]
                 if isinstance(point, MarketDataError):
@@ -408,22 +467,58 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "portfolios/partials/_trade_preview.html", context)
 
 
-def _shortfall(portfolio: Portfolio, side: str, quote: services.Quote, owned) -> dict:
-    """What the preview says before the order is placed: the cash after it, and a warning when
-    the cash or the shares fall short (the order itself is checked again when placed)."""
-    owned = owned or Decimal("0")
-    if side == "SELL":
-        after, short = portfolio.cash + quote.total, ""
-        if quote.quantity > owned:
-            short = f"You own only {owned.normalize():f} {quote.ticker}: sell at most that."
-        return {"cash_after": after, "short": short}
-    after, short = portfolio.cash - quote.total, ""
-    if after < 0:
-        short = (
-            f"That is {format_money(-after)} more than this portfolio's cash "
-            f"({format_money(portfolio.cash)})."
+def _order_preview(portfolio: Portfolio, context: dict, data: dict) -> dict:
+    """What the preview says before the order is placed: for a market order the cash after it;
+    for a limit or stop order what it reserves; and a warning when the available cash or
+    shares (what open orders do not hold back) fall short. The order is checked again when
+    placed."""
+    quote, side = context["quote"], context["side"]
+    reserves = services.reserves_of(portfolio)
+    owned = context["owned"] or Decimal("0")
+    free_shares = owned - min(reserves.shares_of(quote.ticker), owned)
+    available = portfolio.cash - reserves.cash
+    found: dict = {
+        "available_cash": available,
+        "reserved_cash": reserves.cash,
+        "cash_after": None,
+    }
+    if reserves.shares_of(quote.ticker):
+        found["free_shares"] = free_shares
+    kind, trigger = context["order_type"], data.get("trigger")
+    if kind != "MARKET":
+        if trigger is None:
+            found["short"] = f"Give the {kind.lower()} price to see what the order reserves."
+            return found
+        found["trigger"] = trigger
+        if side == "SELL":
+            found["reserve_text"] = f"{shares(quote.quantity)} {quote.ticker}"
+        else:
+            reserve = orders.reserve_for(
+                side=side, kind=kind, quantity=quote.quantity, trigger=trigger
+            )
+            found["reserve_text"] = format_money(reserve)
+            found["cash_after"] = available - reserve
+            if reserve > available:
+                found["short"] = (
+                    f"It would reserve {format_money(reserve)}: "
+                    f"{format_money(reserve - available)} more than the available cash "
+                    f"({format_money(available)})."
+                )
+    else:
+        sign = 1 if side == "SELL" else -1
+        found["cash_after"] = available + sign * quote.total
+        if side == "BUY" and quote.total > available:
+            found["short"] = (
+                f"That is {format_money(quote.total - available)} more than the available "
+                f"cash ({format_money(available)})."
+            )
+    if side == "SELL" and quote.quantity > free_shares:
+        found["short"] = (
+            f"You have only {free_shares.normalize():f} {quote.ticker} to sell"
+            + (" (the rest is reserved for open sell orders)" if free_shares < owned else "")
+            + ": sell at most that."
         )
-    return {"cash_after": after, "short": short}
+    return found
 
 
 def _cash_action(request: HttpRequest, pk: int, *, prefix: str, write, verb: str) -> HttpResponse:

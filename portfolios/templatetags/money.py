@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from portfolios.money import format_money
+from portfolios.money import format_money, format_price
 
 register = template.Library()
 
@@ -39,11 +39,7 @@ def count(value) -> str:
 def price(value) -> str:
     if value is None or value == "":
         return "—"
-    value = Decimal(value)
-    text = f"{abs(value):,.4f}".rstrip("0")
-    if len(text.split(".")[1]) < 2:
-        text = f"{abs(value):,.2f}"
-    return f"{'-' if value < 0 else ''}${text}"
+    return format_price(Decimal(value))
 
 
 @register.filter

@@ -346,11 +346,11 @@ def test_the_preview_shows_the_cash_after_and_warns_before_a_shortfall(
     assert 'id="cash-after" class="">$8,136.00</strong>' in body.decode()  # 10,000 − 1,864
     body = auth_client.get(preview, {"side": "BUY", "ticker": "AAPL", "quantity": "60"}).content
     # 60 × 186.40 = 11,184.00: 1,184.00 more than the cash.
-    assert "That is $1,184.00 more than this portfolio&#x27;s cash ($10,000.00)." in body.decode()
+    assert "That is $1,184.00 more than the available cash ($10,000.00)." in body.decode()
     portfolio_buy(portfolio=portfolio, ticker="AAPL", quantity=Decimal("3"))
     body = auth_client.get(preview, {"side": "SELL", "ticker": "AAPL", "quantity": "5"})
     text = body.content.decode()
-    assert "You own only 3 AAPL: sell at most that." in text
+    assert "You have only 3 AAPL to sell: sell at most that." in text
     assert 'id="sell-all">Sell all 3</a>' in text
     assert not portfolio.transactions.filter(kind="SELL").exists()
 
