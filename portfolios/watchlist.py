@@ -39,8 +39,14 @@ def watch_rows(user) -> list[WatchRow]:
         return []
     port = get_price_port()
     prices = port.get_current_prices(tickers)
-    end = session_date(timezone.now())
-    closes = port.get_closes(tickers, end - timedelta(days=LINE_DAYS), end)
+    # Each line ends at its ticker's latest price (stored history may end before today: the
+    # demo's does), so one read spans from the earliest such start to the latest end.
+    today = session_date(timezone.now())
+    last = {t: p.session_date for t, p in prices.items() if isinstance(p, PricePoint)}
+    ends = {t: min(last.get(t, today), today) for t in tickers}
+    closes = port.get_closes(
+        tickers, min(ends.values()) - timedelta(days=LINE_DAYS), max(ends.values())
+    )
     names = port.company_names(tickers)
     rows = []
     for ticker in tickers:
@@ -58,7 +64,14 @@ def watch_rows(user) -> list[WatchRow]:
                 error=str(point) if isinstance(point, MarketDataError) else "",
                 change=change,
                 change_pct=change_pct,
-                line=sparkline(ticker, [c for _, c in closes.get(ticker, [])]),
+                line=sparkline(
+                    ticker,
+                    [
+                        c
+                        for day, c in closes.get(ticker, [])
+                        if ends[ticker] - timedelta(days=LINE_DAYS) <= day <= ends[ticker]
+                    ],
+                ),
             )
         )
     return rows

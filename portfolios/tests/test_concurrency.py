@@ -19,7 +19,9 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
+from marketdata.port import close_of
 from marketdata.price_cache import forget_current_prices
 from marketdata.tests.factories import store_bars
 from portfolios.exceptions import InsufficientFunds, InsufficientShares, LedgerError
@@ -370,3 +372,77 @@ def test_moving_a_time_machines_clock_races_its_trades_in_time_order(user):
     )
     assert times == sorted(times)  # the ledger is in time order
     assert ledger_differences(portfolio=Portfolio.objects.get(pk=machine.pk)) == []
+
+
+def test_limit_buys_a_withdrawal_and_the_bar_that_fills_them_never_overdraw(user):
+    """PRODUCT §11.2: ten limit buys, a withdrawal and two checks of the orders against the bar
+    that fills them, all released together. The reserves are read under the lock, so whatever
+    the order of arrival: cash never goes below zero, the withdrawal and the reserves never
+    together exceed the cash, and each order fills at most once."""
+    from datetime import timedelta
+
+    from marketdata.models import PriceHistory
+    from marketdata.port import session_date
+    from portfolios.models import Order
+    from portfolios.orders import check_orders, order_place
+    from portfolios.services import reserves_of
+
+    today = session_date(timezone.now())
+    store_bars("AAPL", [(today - timedelta(days=1), "200.0000")])
+    forget_current_prices(["AAPL"])
+    portfolio = portfolio_create(owner=user, name="Orders race", opening_deposit=Decimal("10000"))
+    trade_quote(ticker="AAPL", quantity=Decimal("1"))  # warm the price: the race is on the lock
+    # The next session's bar, as the checks will see it after its close: it opens at 198 and
+    # trades down to 190, so a buy limit at 195 placed now fills at 195.
+    nxt = today + timedelta(days=1)
+    PriceHistory.objects.create(
+        ticker="AAPL",
+        timestamp=close_of(nxt),
+        open=Decimal("198"),
+        high=Decimal("199"),
+        low=Decimal("190"),
+        close=Decimal("196"),
+        volume=1000,
+        source="import",
+        fetched_at=timezone.now(),
+    )
+    after_close = close_of(nxt) + timedelta(hours=1)
+
+    def act(p: Portfolio, i: int):
+        if i < 10:  # 5 shares at 195 reserve $975.00 each: ten of them $9,750.00
+            return order_place(
+                portfolio=p,
+                side="BUY",
+                kind="LIMIT",
+                ticker="AAPL",
+                quantity=Decimal("5"),
+                trigger=Decimal("195"),
+                time_in_force="GTC",
+            )
+        if i == 10:  # with all ten reserved, only $250.00 is free
+            return portfolio_withdraw(portfolio=p, amount=Decimal("1000.00"))
+        return check_orders(portfolio=p, now=after_close)
+
+    results = race(portfolio, act, racers=13)
+    check_orders(portfolio=portfolio, now=after_close)  # what the racing checks came too early for
+
+    unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, LedgerError)]
+    assert unexpected == [], unexpected
+    p = fresh(portfolio)
+    placed = Order.objects.filter(portfolio=p)
+    filled = placed.filter(status=Order.Status.FILLED)
+    buys = Transaction.objects.filter(portfolio=p, kind=Transaction.Kind.BUY)
+    withdrawn = -sum(t.cash_change for t in p.transactions.filter(kind=Transaction.Kind.WITHDRAWAL))
+    # Every order placed filled, once, at the limit: one BUY each.
+    assert filled.count() == placed.count() > 0
+    assert sorted(buys.values_list("order_id", flat=True)) == sorted(
+        filled.values_list("pk", flat=True)
+    )
+    assert set(buys.values_list("price", "price_rule")) == {(Decimal("195"), "limit, touched")}
+    # Never overdrawn: what was withdrawn and spent fits in the deposit; not all eleven fit.
+    assert p.cash >= 0
+    assert p.cash == Decimal("10000.00") - withdrawn - Decimal("975.00") * filled.count()
+    assert withdrawn + Decimal("975.00") * placed.count() <= Decimal("10000.00")
+    assert reserves_of(p).cash == 0
+    assert ledger_differences(portfolio=p) == []
+    assert Holding.objects.get(portfolio=p, ticker="AAPL").quantity == 5 * filled.count()

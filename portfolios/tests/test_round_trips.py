@@ -39,13 +39,14 @@ def test_the_hot_paths_make_the_round_trips_they_need_and_no_more(auth_client, h
     pk = holding.pk
     auth_client.get(f"/portfolios/{pk}/")  # warm the price cache
     page = queries(auth_client, "get", f"/portfolios/{pk}/")
-    assert len(page) == 6, page  # session, user, portfolio, holdings, today's trades, ledger
+    # session, user, portfolio, holdings, today's trades, orders (open and recent), ledger
+    assert len(page) == 7, page
     assert not any("COUNT(*) AS" in q for q in page)  # the ledger page counts in its own query
     live = queries(auth_client, "get", f"/portfolios/{pk}/live/")
-    assert len(live) == 5, live  # the page less its ledger
+    assert len(live) == 6, live  # the page less its ledger
     buy = {"side": "BUY", "ticker": "IBM", "quantity": "1"}
     trade = queries(auth_client, "post", f"/portfolios/{pk}/trade/", buy)
-    assert len(trade) <= 10, trade
+    assert len(trade) <= 12, trade  # the write (with the reserves under the lock) and the page
     assert queries(auth_client, "get", "/healthz") == []  # its own check runs in a thread
 
 

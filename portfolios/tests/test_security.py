@@ -28,6 +28,7 @@ PUBLIC = {"login", "signup", "healthz", "dashboard"}
 # What each URL parameter is filled with when every route is walked.
 SAMPLES = {
     "pk": "{pk}",
+    "order_id": "1",
     "ticker": "AAPL",
     "kind": "transactions",
     "object_id": "1",
