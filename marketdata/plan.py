@@ -41,7 +41,6 @@ RUN_MINUTES = 14  # a run's calls must fit well inside the task's 15-minute time
 REASONS = {
     "held": Priority.HELD,
     "orders": Priority.HELD,  # an open order waits on its bar: a fill is a trade
-
     "watched": Priority.WATCHLIST,
     "watchlist": Priority.WATCHLIST,
     "backfill": Priority.BACKFILL,

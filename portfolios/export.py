@@ -33,6 +33,8 @@ TRANSACTION_COLUMNS = (
     "price_was_stale",
     "action_date",
     "action_value",
+    "order_id",
+    "price_rule",
 )
 HOLDING_COLUMNS = (
     "ticker",
@@ -77,6 +79,8 @@ def transaction_rows(portfolio: Portfolio) -> Iterator[tuple]:
             "" if t.price_was_stale is None else str(t.price_was_stale).lower(),
             t.effective_on.isoformat() if t.effective_on else "",
             _plain(t.action_value),
+            t.order_id or "",
+            t.price_rule,
         )
 
 

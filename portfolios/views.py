@@ -447,13 +447,20 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
             )
             if data.get("quantity"):
                 quote = services.trade_quote(
-                    ticker=ticker, quantity=data["quantity"], stored_only=True
+                    ticker=ticker,
+                    quantity=data["quantity"],
+                    stored_only=True,
+                    clock=portfolio.clock,  # a time machine's: its clock's close
                 )
                 context["quote"] = quote
                 context["order_type"] = data.get("order_type") or "MARKET"
                 context.update(_order_preview(portfolio, context, data))
             else:
-                point = get_price_port().get_current_prices([ticker])[ticker]
+                port = get_price_port()
+                if portfolio.clock is not None:
+                    point = port.get_prices_at([ticker], close_of(portfolio.clock))[ticker]
+                else:
+                    point = port.get_current_prices([ticker])[ticker]
                 if isinstance(point, MarketDataError):
                     raise point
                 context["price"] = point

@@ -75,3 +75,54 @@ def test_the_command_writes_the_same_three_files(tmp_path, auth_client, machine)
         auth_client.get(f"/portfolios/{machine.pk}/export/transactions.csv").streaming_content
     ).decode("utf-8")
     assert on_disk == downloaded
+
+
+def test_the_cash_column_sums_to_the_pages_cash(auth_client, machine):
+    """Every kind of entry that moves cash — deposit, buys, a limit order's fill, a sell, a
+    withdrawal — read back with the csv module: the cash column adds up to the page's cash."""
+    import re
+
+    from marketdata.bars import DailyBar
+    from marketdata.port import Source
+    from marketdata.price_cache import announce_stored
+    from marketdata.storage import upsert_daily_bars
+    from portfolios.orders import order_place
+    from portfolios.services import portfolio_sell, portfolio_withdraw
+
+    upsert_daily_bars(
+        ticker="AAPL",
+        bars=[
+            DailyBar(
+                date(2025, 7, 28),
+                Decimal("214"),
+                Decimal("215"),
+                Decimal("209.5"),
+                Decimal("212.3333"),
+                1000,
+            )
+        ],
+        source=Source.IMPORT,
+        fetched_at=machine.created_at,
+    )
+    announce_stored(["AAPL"])
+    order = order_place(
+        portfolio=machine,
+        side="BUY",
+        kind="LIMIT",
+        ticker="AAPL",
+        quantity=Decimal("3.3333"),
+        trigger=Decimal("210.0001"),
+        time_in_force="DAY",
+    )
+    portfolio_advance(portfolio=machine, to=date(2025, 7, 28))
+    portfolio_sell(portfolio=machine, ticker="AAPL", quantity=Decimal("1.5"))
+    portfolio_withdraw(portfolio=machine, amount=Decimal("123.45"))
+    rows = download(auth_client, machine, "transactions")
+    fill = next(r for r in rows if r["order_id"] == str(order.pk))
+    assert (fill["price"], fill["price_rule"]) == ("210.0001", "limit, touched")
+    total = sum(Decimal(r["cash_change"]) for r in rows)
+    page = auth_client.get(f"/portfolios/{machine.pk}/").content.decode()
+    shown = re.search(r'<strong id="cash">\$([0-9,.]+)</strong>', page)[1]
+    assert total == Decimal(shown.replace(",", ""))
+    machine.refresh_from_db()
+    assert total == machine.cash

@@ -365,3 +365,17 @@ def test_tickers_with_open_orders_join_the_refresh_plan_before_watched_ones(live
     plan = refresh_plan(now=datetime(2025, 8, 4, 23, tzinfo=UTC))
     reasons = {t.ticker: t.reason for t in plan.tickers}
     assert reasons["AAPL"] == "orders"
+
+
+def test_a_time_machines_preview_prices_at_its_clock_and_shows_the_reserve(user, history, client):
+    p = machine(user, [(D1, "250", "260", "240", "255")])  # D1: far above D0's 200
+    client.force_login(user)
+    url = f"/portfolios/{p.pk}/trade/preview/"
+    query = {"side": "BUY", "ticker": "AAPL", "order_type": "LIMIT", "limit_price": "190"}
+    body = client.get(url, {**query, "quantity": "10"}).content.decode()
+    assert 'AAPL at <span class="price">$200.00</span>' in body  # D0's close, not D1's
+    assert "the order reserves <strong>$1,900.00</strong>" in body
+    body = client.get(url, {**query, "quantity": "60"}).content.decode()
+    assert "It would reserve $11,400.00: $1,400.00 more than the available cash" in body
+    body = client.get(url, {"side": "BUY", "ticker": "AAPL"}).content.decode()
+    assert "$200.00" in body and "$255.00" not in body
