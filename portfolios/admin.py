@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from portfolios.models import Holding, Portfolio, Transaction
+from portfolios.models import Holding, Order, Portfolio, Transaction
 
 
 class ReadOnly:
@@ -54,6 +54,7 @@ class TransactionAdmin(ReadOnly, admin.ModelAdmin):
         "price_source",
         "price_as_of",
         "price_was_stale",
+        "price_rule",
     )
     list_filter = ("kind", "price_source", "price_was_stale")
     list_select_related = ("portfolio__owner",)
@@ -65,3 +66,29 @@ class TransactionAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="owner", ordering="portfolio__owner__username")
     def owner(self, obj: Transaction) -> str:
         return obj.portfolio.owner.get_username()
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = (
+        "placed_at",
+        "portfolio",
+        "side",
+        "kind",
+        "ticker",
+        "quantity",
+        "trigger",
+        "time_in_force",
+        "status",
+        "expires_on",
+        "reserved_cash",
+        "reserved_shares",
+        "closed_at",
+        "reason",
+    )
+    list_filter = ("status", "side", "kind", "time_in_force")
+    list_select_related = ("portfolio",)
+    search_fields = ("ticker", "portfolio__name", "portfolio__owner__username")
+    search_help_text = "A ticker, a portfolio's name or its owner's username."
+    date_hierarchy = "placed_at"
+    list_per_page = 100

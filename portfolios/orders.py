@@ -168,7 +168,9 @@ def order_place(
         if locked.clock is None and point.as_of > now:  # a live quote of a session under way
             found = fill_at_quote(side=side, kind=kind, trigger=trigger, price=point.price)
             if found is not None:
-                _apply(locked, _Outcome(order, point.session_date, found, point), now=now)
+                # The quote is the price now (its bar is stamped at the coming close).
+                at_quote = point.replace(as_of=now)
+                _apply(locked, _Outcome(order, point.session_date, found, at_quote), now=now)
     services._refresh(portfolio, locked)
     order.refresh_from_db()
     return order

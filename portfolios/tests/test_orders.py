@@ -379,3 +379,38 @@ def test_a_time_machines_preview_prices_at_its_clock_and_shows_the_reserve(user,
     assert "It would reserve $11,400.00: $1,400.00 more than the available cash" in body
     body = client.get(url, {"side": "BUY", "ticker": "AAPL"}).content.decode()
     assert "$200.00" in body and "$255.00" not in body
+
+
+def test_an_order_marketable_at_the_current_live_quote_fills_when_placed(live_portfolio):
+    """A quote of a session still trading (stamped at its coming close) is the price now: a
+    buy limit at or above it fills at once at the quote; one below it waits."""
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    bar("AAPL", tomorrow, "199", "201", "197", "198.40")
+    waiting = place(live_portfolio, quantity="1", trigger="198")
+    assert waiting.status == Order.Status.OPEN
+    order = place(live_portfolio, trigger="199")
+    txn = fill_of(order)
+    assert (txn.price, txn.price_rule) == (D("198.40"), "limit, at a live quote")
+    assert txn.price_as_of <= timezone.now()
+    live_portfolio.refresh_from_db()
+    assert live_portfolio.cash == D("8016.00")  # 10,000 − 1,984: the order's 1,990 reserve freed
+    assert reserves_of(live_portfolio).cash == D("198.00")  # the waiting one's
+
+
+def test_the_command_checks_the_open_orders(live_portfolio):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    order = placed_before(place(live_portfolio, trigger="195"), D1)
+    upsert_daily_bars(
+        ticker="AAPL",
+        bars=[DailyBar(D1, D("190"), D("199"), D("189"), D("197"), 1000)],
+        source=Source.IMPORT,
+        fetched_at=timezone.now(),
+    )  # stored without the signal: nothing checked it yet
+    assert Order.objects.get(pk=order.pk).status == Order.Status.OPEN
+    out = StringIO()
+    call_command("check_orders", stdout=out)
+    assert "1 orders filled" in out.getvalue()
+    assert fill_of(order).price == D("190")
