@@ -118,9 +118,11 @@ class Transaction(models.Model):
     action_value = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
     # A waiting order's fill (PRODUCT §11.1): the order, and the rule that fired ("limit,
     # touched"); its bar is the price's source and as-of. One entry per order at most: the
-    # column is unique, so an order can never fill twice.
+    # column is unique, so an order can never fill twice. DO_NOTHING: the database's own
+    # foreign key (checked at commit) refuses to delete an order without its fill, and a
+    # portfolio's deletion removes both.
     order = models.OneToOneField(
-        "Order", null=True, blank=True, on_delete=models.PROTECT, related_name="fill"
+        "Order", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="fill"
     )
     price_rule = models.CharField(max_length=40, blank=True)
 

@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='transaction',
             name='order',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='fill', to='portfolios.order'),
+            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='fill', to='portfolios.order'),
         ),
         migrations.AddConstraint(
             model_name='transaction',

@@ -414,3 +414,13 @@ def test_the_command_checks_the_open_orders(live_portfolio):
     call_command("check_orders", stdout=out)
     assert "1 orders filled" in out.getvalue()
     assert fill_of(order).price == D("190")
+
+
+def test_a_portfolio_with_filled_and_open_orders_can_be_deleted(user, history):
+    p = machine(user, [(D1, "190", "199", "189", "197")])
+    place(p, trigger="195")
+    place(p, quantity="1", trigger="100")
+    portfolio_advance(portfolio=p, to=D1)
+    assert Order.objects.filter(status=Order.Status.FILLED).count() == 1
+    p.delete()
+    assert not Order.objects.exists() and not Transaction.objects.exists()
