@@ -424,3 +424,62 @@ def test_a_portfolio_with_filled_and_open_orders_can_be_deleted(user, history):
     assert Order.objects.filter(status=Order.Status.FILLED).count() == 1
     p.delete()
     assert not Order.objects.exists() and not Transaction.objects.exists()
+
+
+# --- through the pages --------------------------------------------------------------------------
+def test_the_trade_form_places_a_limit_order_and_refuses_one_without_its_price(
+    user, history, client
+):
+    p = machine(user, [])
+    client.force_login(user)
+    url = f"/portfolios/{p.pk}/trade/"
+    order = {"side": "BUY", "ticker": "AAPL", "quantity": "10", "order_type": "LIMIT"}
+    response = client.post(url, order)
+    assert response.status_code == 422
+    assert "Give the limit price" in response.content.decode()
+    response = client.post(url, {**order, "limit_price": "1e3"})
+    assert response.status_code == 422
+    assert not Order.objects.exists()
+    # A stray stop price on a limit order is ignored; the limit is what counts.
+    response = client.post(
+        url,
+        {**order, "limit_price": "195.50", "stop_price": "x", "time_in_force": "GTC"},
+        follow=True,
+    )
+    assert response.redirect_chain[-1] == (f"/portfolios/{p.pk}/", 302)
+    body = response.content.decode()
+    assert "Order placed: Buy 10 AAPL, limit $195.50, GTC; it reserves $1,955.00" in body
+    assert 'id="available-cash">$8,045.00</strong>' in body
+    assert 'aria-label="Cancel order for AAPL"' in body
+    placed = Order.objects.get()
+    assert (placed.trigger, placed.time_in_force, placed.status) == (D("195.5"), "GTC", "OPEN")
+
+
+def test_cancelling_through_the_page_and_a_filled_order_says_it_filled(
+    user, other_user, history, client
+):
+    p = machine(user, [(D1, "190", "199", "189", "197")])
+    first, second = place(p, trigger="195"), place(p, quantity="1", trigger="100")
+    client.force_login(other_user)
+    assert client.post(f"/portfolios/{p.pk}/orders/{second.pk}/cancel/").status_code == 404
+    client.force_login(user)
+    response = client.post(f"/portfolios/{p.pk}/orders/{second.pk}/cancel/", follow=True)
+    assert "Cancelled: Buy 1 AAPL, limit $100.00, GTC. $100.00 is available again." in (
+        response.content.decode()
+    )
+    portfolio_advance(portfolio=p, to=D1)
+    response = client.post(f"/portfolios/{p.pk}/orders/{first.pk}/cancel/", follow=True)
+    body = response.content.decode()
+    assert "This order has just filled: bought 10 AAPL at $190.00 (limit, opened through)" in body
+    assert Order.objects.get(pk=first.pk).status == Order.Status.FILLED
+    assert "No open orders." in body
+
+
+def test_a_rejected_order_shows_its_reason_on_the_page(user, history, client):
+    p = machine(user, [(D1, "260", "262", "255", "258")])
+    place(p, kind="STOP", quantity="40", trigger="210")
+    portfolio_advance(portfolio=p, to=D1)
+    client.force_login(user)
+    body = client.get(f"/portfolios/{p.pk}/").content.decode()
+    assert "<strong>Rejected</strong>" in body
+    assert "the fill would cost $10,400.00, more than the $10,000.00 available" in body
