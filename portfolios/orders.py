@@ -321,17 +321,12 @@ def _outcome(
     """What the stored bars say of one open order: the first that fills it, or where it
     expires (or is cancelled by a split); None: it waits."""
     placed = session_date(order.placed_at)
-    split = next((day for day in sorted(splits) if day > placed), None)
+    # The first split after it was placed, if it comes before the order's last session.
+    split = next((d for d in sorted(splits) if placed < d <= order.expires_on), None)
     for bar, fetched_at in bars:
         day = bar.session_date
         if split is not None and day >= split:
-            return _Outcome(
-                order,
-                split,
-                status=Order.Status.CANCELLED,
-                reason=f"A split of {order.ticker} took effect on {split:%a %-d %b %Y}; the "
-                "order's price and quantity were in the old shares. Place it again.",
-            )
+            return _cancelled_by_split(order, split)
         if day > order.expires_on:
             break  # no bar of its last session was stored: it expires below
         complete = not live or bar.as_of <= now
@@ -354,13 +349,7 @@ def _outcome(
         if complete and day >= order.expires_on:
             return _Outcome(order, day, status=Order.Status.EXPIRED, reason=_expired(order, day))
     if split is not None and split <= until:
-        return _Outcome(
-            order,
-            split,
-            status=Order.Status.CANCELLED,
-            reason=f"A split of {order.ticker} took effect on {split:%a %-d %b %Y}; the "
-            "order's price and quantity were in the old shares. Place it again.",
-        )
+        return _cancelled_by_split(order, split)
     overdue = until > order.expires_on if not live else until - order.expires_on > NO_BAR_GRACE
     if overdue:
         return _Outcome(
@@ -371,6 +360,16 @@ def _outcome(
             "its last session.",
         )
     return None
+
+
+def _cancelled_by_split(order: Order, split: date) -> _Outcome:
+    return _Outcome(
+        order,
+        split,
+        status=Order.Status.CANCELLED,
+        reason=f"A split of {order.ticker} took effect on {split:%a %-d %b %Y}; the order's "
+        "price and quantity were in the old shares. Place it again.",
+    )
 
 
 def _expired(order: Order, day: date) -> str:

@@ -483,3 +483,21 @@ def test_a_rejected_order_shows_its_reason_on_the_page(user, history, client):
     body = client.get(f"/portfolios/{p.pk}/").content.decode()
     assert "<strong>Rejected</strong>" in body
     assert "the fill would cost $10,400.00, more than the $10,000.00 available" in body
+
+
+def test_an_order_that_expired_before_a_split_expires_rather_than_being_cancelled(user, history):
+    # A Day order of D1; no bar of D1 is stored; AAPL splits on D2.
+    p = machine(user, [(D2, "19", "20", "18", "19.5")])
+    order = place(p, trigger="195", tif="DAY")
+    CorporateAction.objects.create(
+        ticker="AAPL",
+        kind=ActionKind.SPLIT,
+        date=D2,
+        value=D("10"),
+        source=Source.IMPORT,
+        fetched_at=timezone.now(),
+    )
+    portfolio_advance(portfolio=p, to=D2)
+    order.refresh_from_db()
+    assert order.status == Order.Status.EXPIRED
+    assert "No bar of AAPL was stored for Fri 25 Jul 2025" in order.reason
