@@ -125,17 +125,33 @@ def watched_tickers() -> list[str]:
     return _tickers_of("PAPERTRADE_WATCHED_TICKERS")
 
 
+@dataclass(frozen=True)
+class PeopleTickers:
+    """What people's portfolios ask to be refreshed: held tickers, those of open orders, and
+    those on their watchlists (three queries, read once by a caller that needs them twice)."""
+
+    held: list[str]
+    orders: list[str]
+    watched: list[str]
+
+
+def people_tickers() -> PeopleTickers:
+    return PeopleTickers(held_tickers(), order_tickers(), watched_tickers())
+
+
 def _tickers_of(setting: str) -> list[str]:
     """The tickers a dotted-path setting names (marketdata imports nothing from portfolios)."""
     path = getattr(settings, setting, "")
     return list(dict.fromkeys(import_string(path)())) if path else []
 
 
-def refresh_plan(*, now: datetime | None = None) -> RefreshPlan:
+def refresh_plan(
+    *, now: datetime | None = None, people: PeopleTickers | None = None
+) -> RefreshPlan:
     now = now or timezone.now()
     grace = timedelta(minutes=settings.PAPERTRADE.staleness.grace_minutes)
     due = session_date(latest_due_close(now, grace))
-    held = held_tickers()
+    people = people or people_tickers()
     watch = list(dict.fromkeys(settings.PAPERTRADE.refresh.watchlist))
     latest = {
         ticker: session_date(last)
@@ -145,11 +161,11 @@ def refresh_plan(*, now: datetime | None = None) -> RefreshPlan:
         .annotate(last=Max("timestamp"))
     }
     reason: dict[str, str] = {}
-    for ticker in held:
+    for ticker in people.held:
         reason.setdefault(ticker, "held")
-    for ticker in order_tickers():
+    for ticker in people.orders:
         reason.setdefault(ticker, "orders")
-    for ticker in watched_tickers():
+    for ticker in people.watched:
         reason.setdefault(ticker, "watched")
     for ticker in watch:
         reason.setdefault(ticker, "watchlist")

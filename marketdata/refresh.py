@@ -43,7 +43,7 @@ from django.utils import timezone
 from marketdata import price_cache
 from marketdata.alpha_vantage import BULK_LIMIT
 from marketdata.models import ActionsCheck, PriceHistory
-from marketdata.plan import held_tickers, order_tickers, refresh_plan, watched_tickers
+from marketdata.plan import PeopleTickers, people_tickers, refresh_plan
 from marketdata.port import (
     InvalidTicker,
     MarketDataError,
@@ -95,13 +95,15 @@ class RefreshSummary:
         return text + (f' note="{self.note}"' if self.note else "")
 
 
-def tracked_tickers() -> list[tuple[str, Priority]]:
+def tracked_tickers(people: PeopleTickers | None = None) -> list[tuple[str, Priority]]:
     """Held tickers and those of open orders (``Priority.HELD``), then people's watchlists and
     the configured one's others (``WATCHLIST``), once each."""
-    held = list(dict.fromkeys([*held_tickers(), *order_tickers()]))
-    people = watched_tickers()
+    people = people or people_tickers()
+    held = list(dict.fromkeys([*people.held, *people.orders]))
     watch = [
-        t for t in dict.fromkeys([*people, *settings.PAPERTRADE.refresh.watchlist]) if t not in held
+        t
+        for t in dict.fromkeys([*people.watched, *settings.PAPERTRADE.refresh.watchlist])
+        if t not in held
     ]
     return [(t, Priority.HELD) for t in held] + [(t, Priority.WATCHLIST) for t in watch]
 
@@ -118,7 +120,8 @@ def refresh_prices(
     fetched ticker (the command prints them). Stores the summary for the status page.
     """
     started = timezone.now()
-    plan = refresh_plan(now=now)
+    people = people_tickers()
+    plan = refresh_plan(now=now, people=people)
     lock = RUN_LOCK_KEY.format(session=plan.due)
     run_id = run_id or uuid.uuid4().hex
     # The lock holds the run's id: the same run redelivered (its worker died) takes it back;
@@ -133,7 +136,7 @@ def refresh_prices(
         logger.info("run=scheduled %s", summary.line())
         return summary
     try:
-        tracked = tracked_tickers()
+        tracked = tracked_tickers(people)
         first = [(t.ticker, t.priority) for t in plan.run(1)]
         planned = {t.ticker for t in plan.tickers}
         later = tuple(t.ticker for t in plan.tickers if t.run > 1)

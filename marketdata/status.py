@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from marketdata import cache_stats, price_cache
 from marketdata.models import CorporateAction, Interval, PriceHistory
-from marketdata.plan import RefreshPlan, refresh_plan
+from marketdata.plan import RefreshPlan, people_tickers, refresh_plan
 from marketdata.port import NEW_YORK, ActionKind, MarketDataError, Source, session_date
 from marketdata.quota import Priority, QuotaStatus, get_quota
 from marketdata.refresh import LAST_REFRESH_KEY, RefreshSummary, tracked_tickers
@@ -176,7 +176,8 @@ class MarketDataStatus:
 
 def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:
     now = now or timezone.now()
-    plan = tracked_tickers()
+    people = people_tickers()  # once, for the freshness table and the plan
+    plan = tracked_tickers(people)
     tickers = [t for t, _ in plan]
 
     quota, quota_error = None, ""
@@ -217,7 +218,7 @@ def market_data_status(*, now: datetime | None = None) -> MarketDataStatus:
         upstream=upstream_status() if is_live() else None,
         suspected_splits=splits[:SPLITS_SHOWN],
         suspected_split_count=len(splits),
-        plan=refresh_plan(now=now),
+        plan=refresh_plan(now=now, people=people),
         bulk_refused=bulk_refused() if settings.PAPERTRADE.market_data.bulk_quotes else None,
     )
 
