@@ -193,6 +193,17 @@ def main() -> None:
     c.save(
         "orders",
         {
+            "rows": [
+                c.row(
+                    f"orders: {total_orders:,} open orders checked as {args.tickers} bars "
+                    "arrive; placing one",
+                    "— (no target)",
+                    f"check {c.fmt_ms(min(per_round))} (best of {args.rounds}); place p50 "
+                    f"{c.fmt_ms(place_s['p50'])}; page with 20 open orders {page_queries} q",
+                    None,
+                ),
+            ],
+            "lines": lines,
             "conditions": cond,
             "place": place_s,
             "check": [{"ms": ms, "queries": q_, "filled": f, "open": o} for ms, q_, f, o in check],

@@ -30,6 +30,7 @@ SCRIPTS = {
         ["--rounds", "5", "--requests", "100"],
     ),
     "value_over_time": (["--quick"], ["--rounds", "7"]),
+    "orders": (["--quick"], []),
     "load": (
         ["--rounds", "2", "--flat-rounds", "1", "--run-time", "20s"],
         ["--rounds", "3", "--flat-rounds", "2", "--run-time", "30s"],

@@ -57,6 +57,8 @@ class Portfolio(models.Model):
     # When its latest ledger entry took effect: no entry may take effect before it (the
     # services and, on PostgreSQL, a trigger keep the ledger in time order).
     last_entry_at = models.DateTimeField(null=True, blank=True)
+    # How many limit and stop orders it has placed: the page reads no orders when none.
+    orders_placed = models.PositiveIntegerField(default=0)
 
     objects = PortfolioQuerySet.as_manager()
 

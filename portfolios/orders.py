@@ -164,6 +164,8 @@ def order_place(
             reserved_cash=reserve,
             reserved_shares=quantity if side == Order.Side.SELL else ZERO,
         )
+        locked.orders_placed += 1
+        locked.save(update_fields=["orders_placed"])
         point = quote.price
         if locked.clock is None and point.as_of > now:  # a live quote of a session under way
             found = fill_at_quote(side=side, kind=kind, trigger=trigger, price=point.price)

@@ -237,7 +237,11 @@ MAX_OPEN_ORDERS = 500  # what one portfolio may keep open (``orders.MAX_OPEN_ORD
 def with_orders(summary: PortfolioSummary) -> PortfolioSummary:
     """Add the portfolio's orders to its summary, in one query: every open order (with what it
     reserves: the available cash, and the shares of each holding held back) and the latest
-    few closed ones (filled, cancelled, expired or rejected, with the reason)."""
+    few closed ones (filled, cancelled, expired or rejected, with the reason). A portfolio
+    that never placed an order reads none: most do not, and a page on a slow database link
+    counts its round trips."""
+    if not summary.portfolio.orders_placed:
+        return summary
     is_open = Case(When(status=Order.Status.OPEN, then=Value(0)), default=Value(1))
     rows = (
         Order.objects.filter(portfolio=summary.portfolio)

@@ -111,7 +111,14 @@ def _locked(portfolio: Portfolio) -> Portfolio:
 
 
 def _refresh(portfolio: Portfolio, locked: Portfolio) -> None:
-    for name in ("cash", "net_contributions", "realized_gain", "clock", "last_entry_at"):
+    for name in (
+        "cash",
+        "net_contributions",
+        "realized_gain",
+        "clock",
+        "last_entry_at",
+        "orders_placed",
+    ):
         setattr(portfolio, name, getattr(locked, name))
 
 

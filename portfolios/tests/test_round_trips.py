@@ -39,15 +39,21 @@ def test_the_hot_paths_make_the_round_trips_they_need_and_no_more(auth_client, h
     pk = holding.pk
     auth_client.get(f"/portfolios/{pk}/")  # warm the price cache
     page = queries(auth_client, "get", f"/portfolios/{pk}/")
-    # session, user, portfolio, holdings, today's trades, orders (open and recent), ledger
-    assert len(page) == 7, page
+    # session, user, portfolio, holdings, today's trades, ledger (no orders ever: none read)
+    assert len(page) == 6, page
     assert not any("COUNT(*) AS" in q for q in page)  # the ledger page counts in its own query
     live = queries(auth_client, "get", f"/portfolios/{pk}/live/")
-    assert len(live) == 6, live  # the page less its ledger
+    assert len(live) == 5, live  # the page less its ledger
     buy = {"side": "BUY", "ticker": "IBM", "quantity": "1"}
     trade = queries(auth_client, "post", f"/portfolios/{pk}/trade/", buy)
     assert len(trade) <= 12, trade  # the write (with the reserves under the lock) and the page
     assert queries(auth_client, "get", "/healthz") == []  # its own check runs in a thread
+    # A portfolio that has placed orders reads them too, open and recent, in one query.
+    order = {**buy, "order_type": "LIMIT", "limit_price": "1.00", "time_in_force": "GTC"}
+    auth_client.post(f"/portfolios/{pk}/trade/", order)
+    page = queries(auth_client, "get", f"/portfolios/{pk}/")
+    assert len(page) == 7, page
+    assert sum("portfolios_order" in q for q in page) == 1
 
 
 def test_a_page_past_the_end_of_the_ledger_still_shows_the_last_page(auth_client, holding):
