@@ -171,15 +171,45 @@ def portfolio_clock(request: HttpRequest, pk: int) -> HttpResponse:
                 if portfolio.clock is None:
                     raise LedgerError("This portfolio is live: it has no clock to move.")
                 to = services.clock_target(portfolio.clock, form.cleaned_data["step"])
+            was = portfolio.clock
             services.portfolio_advance(portfolio=portfolio, to=to)
         except LedgerError as exc:
             _add_error(form, exc)
             if portfolio.clock is None:  # no clock card to show it in
                 messages.error(request, exc.message)
         else:
-            messages.success(request, f"The clock is at {portfolio.clock:%a %-d %b %Y}.")
+            closed = _orders_closed(portfolio, was) if portfolio.orders_placed else ""
+            messages.success(request, f"The clock is at {portfolio.clock:%a %-d %b %Y}.{closed}")
             return redirect(portfolio)
     return _render_detail(request, portfolio, status=INVALID, clock_form=form)
+
+
+def _orders_closed(portfolio: Portfolio, was) -> str:
+    """What the clock's move did to the orders: " 1 order filled, 1 expired." (one query)."""
+    from django.db.models import Count
+
+    counts = dict(
+        Order.objects.filter(
+            portfolio=portfolio,
+            closed_at__gt=close_of(was),
+            closed_at__lte=close_of(portfolio.clock),
+        )
+        .exclude(status=Order.Status.OPEN)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    parts = [
+        f"{counts[status]} {label}"
+        for status, label in (
+            (Order.Status.FILLED, "filled"),
+            (Order.Status.EXPIRED, "expired"),
+            (Order.Status.REJECTED, "rejected"),
+            (Order.Status.CANCELLED, "cancelled by a split"),
+        )
+        if counts.get(status)
+    ]
+    return f" Orders on the way: {', '.join(parts)}." if parts else ""
 
 
 @require_GET

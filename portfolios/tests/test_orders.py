@@ -501,3 +501,15 @@ def test_an_order_that_expired_before_a_split_expires_rather_than_being_cancelle
     order.refresh_from_db()
     assert order.status == Order.Status.EXPIRED
     assert "No bar of AAPL was stored for Fri 25 Jul 2025" in order.reason
+
+
+def test_moving_the_clock_says_what_became_of_the_orders(user, history, client):
+    p = machine(user, [(D1, "198", "199", "196", "197"), (D2, "190", "199", "189", "197")])
+    place(p, trigger="195", tif="GTC")  # fills on D2
+    place(p, quantity="1", trigger="150", tif="DAY")  # expires after D1
+    client.force_login(user)
+    response = client.post(f"/portfolios/{p.pk}/clock/", {"to": "2025-07-28"}, follow=True)
+    assert (
+        "The clock is at Mon 28 Jul 2025. Orders on the way: 1 filled, 1 expired."
+        in response.content.decode()
+    )
