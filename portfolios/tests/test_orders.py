@@ -68,6 +68,18 @@ def machine(user, history_bars: list[tuple]) -> Portfolio:
     return portfolio_create(owner=user, name="Orders", opening_deposit=D("10000"), starts_on=D0)
 
 
+def split_aapl_on(day: date) -> None:
+    """Record a 10-for-1 split of AAPL effective on ``day``."""
+    CorporateAction.objects.create(
+        ticker="AAPL",
+        kind=ActionKind.SPLIT,
+        date=day,
+        value=D("10"),
+        source=Source.IMPORT,
+        fetched_at=timezone.now(),
+    )
+
+
 def place(portfolio, side="BUY", kind="LIMIT", quantity="10", trigger="195", tif="GTC") -> Order:
     return order_place(
         portfolio=portfolio,
@@ -290,14 +302,7 @@ def test_an_order_fills_at_most_once_the_database_says_so(user, history):
 def test_a_split_after_the_order_was_placed_cancels_it(user, history):
     p = machine(user, [(D1, "198", "199", "196", "197"), (D2, "19", "20", "18", "19.5")])
     order = place(p, trigger="195")
-    CorporateAction.objects.create(
-        ticker="AAPL",
-        kind=ActionKind.SPLIT,
-        date=D2,
-        value=D("10"),
-        source=Source.IMPORT,
-        fetched_at=timezone.now(),
-    )
+    split_aapl_on(D2)
     portfolio_advance(portfolio=p, to=D2)
     order.refresh_from_db()
     assert order.status == Order.Status.CANCELLED
@@ -489,14 +494,7 @@ def test_an_order_that_expired_before_a_split_expires_rather_than_being_cancelle
     # A Day order of D1; no bar of D1 is stored; AAPL splits on D2.
     p = machine(user, [(D2, "19", "20", "18", "19.5")])
     order = place(p, trigger="195", tif="DAY")
-    CorporateAction.objects.create(
-        ticker="AAPL",
-        kind=ActionKind.SPLIT,
-        date=D2,
-        value=D("10"),
-        source=Source.IMPORT,
-        fetched_at=timezone.now(),
-    )
+    split_aapl_on(D2)
     portfolio_advance(portfolio=p, to=D2)
     order.refresh_from_db()
     assert order.status == Order.Status.EXPIRED
