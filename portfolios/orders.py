@@ -186,7 +186,10 @@ def order_cancel(*, portfolio: Portfolio, order_id: int) -> Order:
         order = Order.objects.select_related("fill").get(portfolio=locked, pk=order_id)
         if not order.is_open:
             raise OrderClosed(closed_message(order))
-        _close(order, Order.Status.CANCELLED, timezone.now(), "Cancelled by its owner.")
+        # At the clock on a time machine, like its fills and expiries: its closed orders read
+        # in the clock's time order.
+        at = services._entry_time(locked) if locked.is_time_machine else timezone.now()
+        _close(order, Order.Status.CANCELLED, at, "Cancelled by its owner.")
     services._refresh(portfolio, locked)
     return order
 

@@ -162,7 +162,10 @@ class Reserves:
 
 
 def reserves_of(portfolio: Portfolio) -> Reserves:
-    """The reserves of ``portfolio``'s open orders, in one query."""
+    """The reserves of ``portfolio``'s open orders, in one query; none (and no query) when it
+    never placed an order (``orders_placed``, read with the locked row)."""
+    if not portfolio.orders_placed:
+        return Reserves()
     cash, shares, orders = ZERO, {}, 0
     rows = (
         Order.objects.filter(portfolio=portfolio, status=Order.Status.OPEN)
