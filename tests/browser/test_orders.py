@@ -29,7 +29,7 @@ def test_a_limit_buy_waits_fills_as_the_clock_crosses_its_price_and_a_cancel_fre
 ):
     from django.core.management import call_command
 
-    from tests.browser.test_surface import fast_polling
+    from tests.browser.test_surface import count_settles, fast_polling
 
     expect.set_options(timeout=10_000)
     fast_polling(settings)
@@ -69,9 +69,13 @@ def test_a_limit_buy_waits_fills_as_the_clock_crosses_its_price_and_a_cancel_fre
     orders = page.locator("#open-orders")
     expect(orders.locator("tbody tr")).to_have_count(2)
 
-    # Cancel the MSFT order with the mouse: its $800.00 is available again.
+    # Cancel the MSFT order with the mouse, after two live refreshes have swapped the open
+    # orders (they live in the polled region): its $800.00 is available again.
+    count_settles(page, "#live")
+    page.wait_for_function("() => window.__settled >= 2", timeout=10_000)
     page.get_by_role("button", name="Cancel order for MSFT").click()
     expect(page.locator("#messages")).to_contain_text("Cancelled: Buy 2 MSFT")
+    expect(page.locator("#messages")).to_contain_text("$800.00 is available again.")
     expect(page.locator("#available-cash")).to_have_text(money(Decimal("7880")))
     expect(page.locator("#open-orders tbody tr")).to_have_count(1)
     expect(page.get_by_role("button", name="Cancel order for AAPL")).to_be_visible()
@@ -84,6 +88,7 @@ def test_a_limit_buy_waits_fills_as_the_clock_crosses_its_price_and_a_cancel_fre
     expect(page.locator("#open-orders tbody tr")).to_have_count(1)
     page.locator("#clock-form").get_by_role("button", name="Next day").click()
     expect(page.locator("#clock-date")).to_have_text("Tue 29 Jul 2025")
+    expect(page.locator("#messages")).to_contain_text("Orders on the way: 1 filled.")
 
     expect(page.locator("#orders")).to_contain_text("No open orders")
     expect(page.locator("#available-cash")).to_have_count(0)  # nothing reserved any more
