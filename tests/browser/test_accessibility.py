@@ -38,6 +38,27 @@ def world(settings, transactional_db, user, django_user_model, password):
         owner=user, name="Time machine", opening_deposit=Decimal("5000"), starts_on=date(2025, 9, 2)
     )
     portfolio_buy(portfolio=machine, ticker="MSFT", quantity=Decimal("2"))
+    # Open and closed orders: the page's orders sections, the reserves and the rule in the
+    # history are checked too.
+    from portfolios.orders import order_cancel, order_place
+    from portfolios.services import portfolio_advance
+
+    def order(side: str, kind: str, ticker: str, quantity: str, trigger: str):
+        return order_place(
+            portfolio=machine,
+            side=side,
+            kind=kind,
+            ticker=ticker,
+            quantity=Decimal(quantity),
+            trigger=Decimal(trigger),
+            time_in_force="GTC",
+        )
+
+    order("BUY", "LIMIT", "MSFT", "1", "1.00")
+    order("SELL", "STOP", "MSFT", "1", "1.00")
+    order_cancel(portfolio=machine, order_id=order("BUY", "LIMIT", "AAPL", "1", "100").pk)
+    order("BUY", "LIMIT", "NVDA", "1", "1000")  # marketable: fills at the next session's open
+    portfolio_advance(portfolio=machine, to=date(2025, 9, 3))
     for ticker in ("MSFT", "NFLX", "IBM"):
         WatchedTicker.objects.create(owner=user, ticker=ticker)
     staff = django_user_model.objects.create_user(
