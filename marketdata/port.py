@@ -34,11 +34,17 @@ market_data_stored = Signal()  # providing_args: tickers (a tuple of str)
 # --- the market's clock -------------------------------------------------------------------------
 NEW_YORK = ZoneInfo("America/New_York")
 CLOSE_TIME = time(16, 0)
+OPEN_TIME = time(9, 30)
 
 
 def close_of(day: date) -> datetime:
     """The UTC time of a regular session's close on ``day`` (16:00 New York)."""
     return datetime.combine(day, CLOSE_TIME, tzinfo=NEW_YORK).astimezone(UTC)
+
+
+def open_of(day: date) -> datetime:
+    """The UTC time of a regular session's open on ``day`` (09:30 New York)."""
+    return datetime.combine(day, OPEN_TIME, tzinfo=NEW_YORK).astimezone(UTC)
 
 
 def day_start(day: date) -> datetime:

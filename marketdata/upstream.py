@@ -389,7 +389,9 @@ class Upstream:
         if previous_close is not None:
             point = point.replace(previous_close=previous_close)
         price_cache.remember(point)
-        if inserted:  # a new session: positions may have splits or dividends to apply
+        if inserted or updated:
+            # A new session (positions may have splits or dividends to apply), or a newer
+            # quote of one, or its final bar: open orders are checked against it.
             transaction.on_commit(
                 lambda: market_data_stored.send(sender=Upstream, tickers=(ticker,))
             )

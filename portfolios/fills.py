@@ -9,7 +9,8 @@ against a daily bar of a session that started after the order was placed.
 - sell stop S: at the open if open ≤ S, else at S if low ≤ S.
 
 Otherwise the bar does not fill it. A bar can only fill an order placed before its session
-began: what a day's bar shows happened before a later order existed.
+opened (09:30 New York): what a day's bar shows may have happened before a later order
+existed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from marketdata.port import PricePoint
+from marketdata.port import PricePoint, open_of
 
 BUY, SELL = "BUY", "SELL"
 LIMIT, STOP = "LIMIT", "STOP"
@@ -35,7 +36,7 @@ def fill(
 ) -> Fill | None:
     """The fill ``bar`` gives an order (``side`` BUY/SELL, ``kind`` LIMIT/STOP at ``trigger``)
     placed at ``placed_at``; None when it gives none."""
-    if placed_at >= bar.session_start:
+    if placed_at >= open_of(bar.session_date):
         return None  # placed during or after this session: its bar says nothing of the order
     open_, high, low = bar.open, bar.high, bar.low
     if open_ is None or high is None or low is None:

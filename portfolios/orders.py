@@ -40,6 +40,7 @@ from marketdata.port import (
     PricePoint,
     close_of,
     get_price_port,
+    open_of,
     session_date,
 )
 from portfolios import services
@@ -48,6 +49,8 @@ from portfolios.fills import Fill, fill, fill_at_quote
 from portfolios.models import Holding, Order, Portfolio
 from portfolios.money import (
     MAX_AMOUNT,
+    MAX_CASH,
+    MAX_QUANTITY,
     PRICE_PLACES,
     format_money,
     format_price,
@@ -93,12 +96,15 @@ def reserve_for(*, side: str, kind: str, quantity: Decimal, trigger: Decimal) ->
 
 def last_session(time_in_force: str, placed_at: datetime, port: MarketDataPort) -> date:
     """The last session whose bar may fill an order placed at ``placed_at``: a Day order's one
-    session is the first that starts after it (a session under way when it is placed has a bar
-    that began before it); a GTC order's is ``orders.gtc_days`` calendar days on."""
+    session is the first that opens after it (a session under way when it is placed has a bar
+    that began before it); a GTC order's is the last session within ``orders.gtc_days``
+    calendar days."""
     day = session_date(placed_at)
     if time_in_force == Order.TimeInForce.GTC:
-        return day + timedelta(days=settings.PAPERTRADE.orders.gtc_days)
-    following = port.sessions(day + timedelta(days=1), day + timedelta(days=10))
+        last = day + timedelta(days=settings.PAPERTRADE.orders.gtc_days)
+        within = port.sessions(last - timedelta(days=10), last)  # a session, not a weekend
+        return within[-1] if within and within[-1] > day else last
+    following = [s for s in port.sessions(day, day + timedelta(days=10)) if open_of(s) > placed_at]
     return following[0] if following else day + timedelta(days=1)
 
 
@@ -128,6 +134,11 @@ def order_place(
     )
     ticker, quantity = quote.ticker, quote.quantity
     reserve = reserve_for(side=side, kind=kind, quantity=quantity, trigger=trigger)
+    if side == Order.Side.BUY and reserve <= 0:
+        raise InvalidTrigger(
+            f"{quantity.normalize():f} {ticker} at {format_price(trigger)} comes to less than a "
+            "cent; raise the quantity or the price."
+        )
     if reserve > MAX_AMOUNT:
         raise LedgerError(
             f"One order may reserve at most {format_money(MAX_AMOUNT)}.", field="quantity"
@@ -256,10 +267,15 @@ def check_orders(
     done = CheckedOrders()
     ids = sorted(set(open_orders.order_by().values_list("portfolio_id", flat=True)))
     for portfolio_id in ids:
-        with transaction.atomic():
-            locked = Portfolio.objects.select_for_update().get(pk=portfolio_id)
-            for status in check_locked(locked, port=port, now=now, tickers=tickers):
-                done.add(status)
+        try:
+            with transaction.atomic():
+                locked = Portfolio.objects.select_for_update().get(pk=portfolio_id)
+                for status in check_locked(locked, port=port, now=now, tickers=tickers):
+                    done.add(status)
+        except (Portfolio.DoesNotExist, LedgerError) as exc:
+            # Deleted meanwhile, or a rule the outcome broke: that portfolio's orders wait for
+            # the next check (its transaction rolled back); the others go on.
+            logger.warning("orders of portfolio %s not checked: %s", portfolio_id, exc)
     return done
 
 
@@ -328,14 +344,18 @@ def _outcome(
     placed = session_date(order.placed_at)
     # The first split after it was placed, if it comes before the order's last session.
     split = next((d for d in sorted(splits) if placed < d <= order.expires_on), None)
-    for bar, fetched_at in bars:
+    for i, (bar, fetched_at) in enumerate(bars):
         day = bar.session_date
         if split is not None and day >= split:
             return _cancelled_by_split(order, split)
         if day > order.expires_on:
             break  # no bar of its last session was stored: it expires below
-        complete = not live or bar.as_of <= now
-        if bar.session_start > order.placed_at:
+        # A live bar is complete once its session closed and it was fetched after the close, or
+        # a later session's bar is stored (the fetch that brought it rewrote this one if it
+        # changed); before that it is a quote: it may fill, never expire.
+        final = fetched_at >= bar.as_of or i + 1 < len(bars)
+        complete = not live or (bar.as_of <= now and final)
+        if open_of(day) > order.placed_at:
             found = fill(
                 side=order.side,
                 kind=order.kind,
@@ -422,6 +442,13 @@ def _cannot_fill(locked: Portfolio, order: Order, quote: services.Quote, found: 
     if quote.total <= 0:
         return f"{at} the fill comes to less than a cent."
     if order.side == Order.Side.BUY:
+        held = (
+            Holding.objects.filter(portfolio=locked, ticker=order.ticker)
+            .values_list("quantity", flat=True)
+            .first()
+        ) or ZERO
+        if held + order.quantity > MAX_QUANTITY:
+            return f"{at} the holding would pass {MAX_QUANTITY.normalize():,f} shares."
         others = services.reserves_of(locked).cash - order.reserved_cash
         available = locked.cash - others
         if quote.total > available:
@@ -442,6 +469,8 @@ def _cannot_fill(locked: Portfolio, order: Order, quote: services.Quote, found: 
             f"{at} it would sell {order.quantity.normalize():f} {order.ticker}, but only "
             f"{held.normalize():f} are held."
         )
+    if locked.cash + quote.total > MAX_CASH:
+        return f"{at} the cash would pass {format_money(MAX_CASH)}."
     return ""
 
 

@@ -393,6 +393,8 @@ def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
                     time_in_force=data["time_in_force"],
                 )
                 txn = placed.fill if placed.status == Order.Status.FILLED else None
+                if placed.status == Order.Status.REJECTED:  # at once, at the current quote
+                    raise LedgerError(f"The order was rejected: {placed.reason}")
         except LedgerError as exc:
             _add_error(form, exc)
             # The price is on its way: the preview polls for it (stored prices only).
@@ -526,7 +528,7 @@ def _order_preview(portfolio: Portfolio, context: dict, data: dict) -> dict:
         if trigger is None:
             found["short"] = f"Give the {kind.lower()} price to see what the order reserves."
             return found
-        found["trigger"] = trigger
+        trigger = found["trigger"] = orders.validate_trigger(trigger, kind)
         if side == "SELL":
             found["reserve_text"] = f"{shares(quote.quantity)} {quote.ticker}"
         else:

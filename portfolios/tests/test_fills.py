@@ -65,3 +65,11 @@ def test_an_order_placed_during_or_after_a_session_is_not_filled_by_its_bar():
 def test_a_bar_without_its_range_fills_nothing():
     bare = PricePoint("FILL", D("90"), close_of(DAY), "import")
     assert fill(side=BUY, kind=LIMIT, trigger=D(100), bar=bare, placed_at=BEFORE) is None
+
+
+def test_an_order_placed_before_the_open_is_filled_by_that_sessions_bar():
+    early = day_start(DAY).replace(hour=12)  # 08:00 New York (UTC−4): before the 09:30 open
+    through = bar("90", "95", "89", "94")
+    assert fill(side=BUY, kind=LIMIT, trigger=D(100), bar=through, placed_at=early) == Fill(
+        D("90"), "limit, opened through"
+    )

@@ -194,7 +194,7 @@ def test_a_gtc_order_expires_after_the_configured_days(user, history, settings):
         [(D1, "198", "199", "196", "197"), (D2, "190", "199", "189", "197")],
     )
     order = place(p, trigger="195", tif="GTC")
-    assert order.expires_on == D0 + timedelta(days=3)  # Sun 27 Jul
+    assert order.expires_on == D1  # 3 days on is Sun 27 Jul: its last session is Fri 25
     portfolio_advance(portfolio=p, to=D2)  # D2 (Mon 28) would fill it: too late
     order.refresh_from_db()
     assert order.status == Order.Status.EXPIRED
@@ -511,3 +511,77 @@ def test_moving_the_clock_says_what_became_of_the_orders(user, history, client):
         "The clock is at Mon 28 Jul 2025. Orders on the way: 1 filled, 1 expired."
         in response.content.decode()
     )
+
+
+def test_a_day_order_placed_before_the_open_is_good_for_that_session(live_portfolio):
+    order = place(live_portfolio, trigger="195", tif="DAY")
+    # Say it was placed at 08:00 New York on D1, before the open: D1's bar may fill it.
+    early = day_start(D1) + timedelta(hours=8)
+    Order.objects.filter(pk=order.pk).update(placed_at=early)
+    from marketdata.port import get_price_port
+    from portfolios.orders import last_session
+
+    assert last_session("DAY", early, get_price_port()) == D1
+    Order.objects.filter(pk=order.pk).update(expires_on=D1)
+    bar("AAPL", D1, "198", "199", "194", "197")
+    assert fill_of(order).price == D("195")
+
+
+def test_a_quote_stored_before_the_close_never_expires_a_day_order(live_portfolio):
+    """A bar fetched during its session is a quote, even read after the close: only the bar
+    fetched after the close says the session did not reach the order."""
+    order = placed_before(place(live_portfolio, trigger="190", tif="DAY"), D1)
+    Order.objects.filter(pk=order.pk).update(expires_on=D1)
+    upsert_daily_bars(
+        ticker="AAPL",
+        bars=[DailyBar(D1, D("198"), D("199"), D("195"), D("196"), 1000)],
+        source=Source.IMPORT,
+        fetched_at=close_of(D1) - timedelta(hours=5),  # 11:00 New York
+    )
+    assert check_orders(now=close_of(D1) + timedelta(minutes=30)).expired == 0
+    assert Order.objects.get(pk=order.pk).status == Order.Status.OPEN
+    upsert_daily_bars(  # the final bar: the afternoon went no lower than 194
+        ticker="AAPL",
+        bars=[DailyBar(D1, D("198"), D("199"), D("194"), D("196.50"), 1000)],
+        source=Source.IMPORT,
+        fetched_at=close_of(D1) + timedelta(hours=2),
+    )
+    assert check_orders(now=close_of(D1) + timedelta(hours=3)).expired == 1
+
+
+def test_an_order_too_small_to_reserve_a_cent_and_a_wild_price_are_refused(user, history, client):
+    p = machine(user, [])
+    with pytest.raises(LedgerError, match="comes to less than a cent"):
+        place(p, quantity="1", trigger="0.004")
+    client.force_login(user)
+    response = client.post(
+        f"/portfolios/{p.pk}/trade/",
+        {"side": "BUY", "ticker": "AAPL", "quantity": "1", "order_type": "LIMIT",
+         "limit_price": "0.004"},
+    )  # fmt: skip
+    assert response.status_code == 422 and "less than a cent" in response.content.decode()
+    preview = client.get(
+        f"/portfolios/{p.pk}/trade/preview/",
+        {"side": "BUY", "ticker": "AAPL", "quantity": "1", "order_type": "LIMIT",
+         "limit_price": "100000000000000000000000000"},
+    )  # fmt: skip
+    assert preview.status_code == 200
+    assert "The limit price may be at most 1,000,000." in preview.content.decode()
+    assert not Order.objects.exists()
+
+
+def test_an_order_rejected_the_moment_it_is_placed_says_why(live_portfolio, client):
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    bar("AAPL", tomorrow, "199", "201", "197", "198.40")  # a quote of a session under way
+    client.force_login(live_portfolio.owner)
+    response = client.post(
+        f"/portfolios/{live_portfolio.pk}/trade/",
+        {"side": "BUY", "ticker": "AAPL", "quantity": "60", "order_type": "STOP",
+         "stop_price": "100", "time_in_force": "DAY"},
+    )  # fmt: skip
+    body = response.content.decode()
+    assert response.status_code == 422
+    assert "The order was rejected: At $198.40 (stop, at a live quote) the fill would cost" in body
+    assert Order.objects.get().status == Order.Status.REJECTED
+    live_portfolio.refresh_from_db()
+    assert live_portfolio.cash == D("10000.00")
