@@ -6,7 +6,7 @@ cash or shares (a withdrawal, a market order, another order) counts only what is
 reserved (``services.reserves_of``). Placing, cancelling, filling and expiring lock the
 portfolio row, like a trade.
 
-An order is checked against each stored daily bar of its ticker whose session starts after it
+An order is checked against each stored daily bar of its ticker whose session opens after it
 was placed (``fills.fill``: the conservative rule) — when a refresh, an import or an
 interactive fetch stores a bar (``market_data_stored``), and when a time-machine portfolio's
 clock crosses the session. On a live portfolio a bar of a session still trading is a live
