@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from marketdata import cache_stats, price_cache
 from marketdata.adjust import split_adjusted
+from marketdata.budget import wait_started
 from marketdata.models import CorporateAction, Interval, PriceHistory
 from marketdata.port import (
     CorporateActionPoint,
@@ -95,14 +96,15 @@ class TieredMarketData:
         On a miss, one request per ticker (the one that claims its fetch) reads the database
         and, if the bar is missing or stale, queues the fetch; concurrent requests wait for the
         answer in the cache without touching the database. Each waits at most ``wait`` seconds
-        (default: the request budget) from its start. Past it: the stored bar, marked stale
-        and ``pending``; PriceFetching when nothing is stored. A failed fetch leaves the stored
-        bar in the cache, marked stale, for a minute before anyone asks again; with nothing
-        stored, its failure is the answer for that minute.
+        (default: the request budget) from its start (a web request's: from when the request
+        began). Past it: the stored bar, marked stale and ``pending``; PriceFetching when
+        nothing is stored. A failed fetch leaves the stored bar in the cache, marked stale, for
+        a minute before anyone asks again; with nothing stored, its failure is the answer for
+        that minute.
         """
         if self.upstream is None:  # offline: the stored tiers are all there is
             return self._raise_or_return(self.get_current_prices([ticker])[ticker])
-        started = time.monotonic()
+        started = wait_started()  # a web request's budget runs from its start
         due = self.due_session()
         key, failed = price_cache.current_key(ticker), failed_key(ticker)
         values = cache.get_many([key, pending_key(ticker), failed])  # one round-trip

@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.cache import add_never_cache_headers
 
+from marketdata.budget import request_started
 from papertrade.postgresql.base import commit_outcome_unknown, request_deadline
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,11 @@ class DatabaseUnavailableMiddleware:
 
         budget = settings.PAPERTRADE.timeouts.web_statement_seconds
         commit_outcome_unknown(clear=True)
-        with request_deadline(budget), connection.execute_wrapper(note_writes):
+        with (
+            request_started(),  # the market-data wait counts from here
+            request_deadline(budget),
+            connection.execute_wrapper(note_writes),
+        ):
             response = self.get_response(request)
         error = getattr(request, _MARK, None)
         if error is not None and response.status_code == 500:

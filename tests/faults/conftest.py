@@ -461,7 +461,7 @@ class App:
         out = self.python(SETUP.format(password=PASSWORD, ibm=IBM_PRICES))
         return int(re.search(r"PORTFOLIO (\d+)", out).group(1))
 
-    def serve(self) -> App:
+    def serve(self, *, threads: int = 4) -> App:
         self._log_fh = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
@@ -476,7 +476,7 @@ class App:
                 "--workers",
                 "1",
                 "--threads",
-                "4",
+                str(threads),
                 "--timeout",
                 "120",
                 "--no-control-socket",  # not the user-wide default socket others may use
