@@ -66,9 +66,9 @@ def main() -> None:
     from marketdata.port import Source, close_of, day_start, get_price_port
     from marketdata.price_cache import announce_stored
     from marketdata.storage import upsert_daily_bars
-    from portfolios.models import Order
+    from portfolios.models import Order, Transaction
     from portfolios.orders import order_place
-    from portfolios.services import portfolio_create
+    from portfolios.services import ledger_repair, portfolio_create
 
     tickers = c.ticker_names(args.tickers, prefix="O")
     days = c.sessions(30)
@@ -140,12 +140,8 @@ def main() -> None:
         ms, queries, fills = store_new_bars()
         check.append((ms, queries, fills, open_before))
         # The next round: fresh orders on fresh portfolios' cash (the fills spent some).
-        from portfolios.models import Transaction
-
         Transaction.objects.filter(order__isnull=False).delete()
         Order.objects.all().delete()
-        from portfolios.services import ledger_repair
-
         for p in portfolios:
             ledger_repair(portfolio=p)
 

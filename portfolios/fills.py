@@ -41,8 +41,7 @@ def fill(
     open_, high, low = bar.open, bar.high, bar.low
     if open_ is None or high is None or low is None:
         return None
-    rising = (side == BUY) == (kind == STOP)  # fills when the price comes up to the trigger
-    if rising:
+    if _rises(side, kind):
         if open_ >= trigger:
             return Fill(open_, f"{_name(kind)}, {_through(kind)}")
         if high >= trigger:
@@ -53,6 +52,11 @@ def fill(
         if low <= trigger:
             return Fill(trigger, f"{_name(kind)}, touched")
     return None
+
+
+def _rises(side: str, kind: str) -> bool:
+    """The order fills when the price comes up to its trigger (a buy stop, a sell limit)."""
+    return (side == BUY) == (kind == STOP)
 
 
 def _name(kind: str) -> str:
@@ -67,7 +71,6 @@ def fill_at_quote(*, side: str, kind: str, trigger: Decimal, price: Decimal) -> 
     """The fill a live quote newer than the order gives it: at the quote's price when the
     order is marketable there (the same rule, the quote standing for a bar whose open, high and
     low are its price)."""
-    rising = (side == BUY) == (kind == STOP)
-    if (rising and price >= trigger) or (not rising and price <= trigger):
+    if price >= trigger if _rises(side, kind) else price <= trigger:
         return Fill(price, f"{_name(kind)}, at a live quote")
     return None

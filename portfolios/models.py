@@ -12,7 +12,9 @@ from portfolios.money import (
     PRICE_PLACES,
     QUANTITY_MAX_DIGITS,
     QUANTITY_PLACES,
+    format_money,
     format_price,
+    format_shares,
 )
 
 ZERO = Decimal("0")
@@ -366,6 +368,13 @@ class Order(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+    @property
+    def reserve_label(self) -> str:
+        """What it holds back while open: "$1,500.00", or "10 AAPL"."""
+        if self.side == self.Side.BUY:
+            return format_money(self.reserved_cash)
+        return f"{format_shares(self.reserved_shares)} {self.ticker}"
 
     @property
     def label(self) -> str:

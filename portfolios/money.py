@@ -82,6 +82,11 @@ def format_money(value: Decimal) -> str:
     return f"{sign}${abs(to_cash(value)):,.2f}"
 
 
+def format_shares(value: Decimal) -> str:
+    """A quantity without trailing zeros, with separators: 10, 0.5, 1,234.0001."""
+    return f"{value:,.4f}".rstrip("0").rstrip(".")
+
+
 def format_price(value: Decimal) -> str:
     """A price to at most 4 places, at least 2: $150.00, $0.1234."""
     text = f"{abs(value):,.4f}".rstrip("0")

@@ -156,12 +156,8 @@ def order_place(
         if side == Order.Side.BUY:
             services._check_cash(locked, reserve, reserves, "quantity")
         else:
-            held = (
-                Holding.objects.filter(portfolio=locked, ticker=ticker)
-                .values_list("quantity", flat=True)
-                .first()
-            )
-            services._check_shares(ticker, held or ZERO, quantity, reserves)
+            held = services.held_quantity(locked, ticker)
+            services._check_shares(ticker, held, quantity, reserves)
         order = Order.objects.create(
             portfolio=locked,
             side=side,
@@ -442,12 +438,7 @@ def _cannot_fill(locked: Portfolio, order: Order, quote: services.Quote, found: 
     if quote.total <= 0:
         return f"{at} the fill comes to less than a cent."
     if order.side == Order.Side.BUY:
-        held = (
-            Holding.objects.filter(portfolio=locked, ticker=order.ticker)
-            .values_list("quantity", flat=True)
-            .first()
-        ) or ZERO
-        if held + order.quantity > MAX_QUANTITY:
+        if services.held_quantity(locked, order.ticker) + order.quantity > MAX_QUANTITY:
             return f"{at} the holding would pass {MAX_QUANTITY.normalize():,f} shares."
         others = services.reserves_of(locked).cash - order.reserved_cash
         available = locked.cash - others
@@ -459,11 +450,7 @@ def _cannot_fill(locked: Portfolio, order: Order, quote: services.Quote, found: 
                 "overdrawn."
             )
         return ""
-    held = (
-        Holding.objects.filter(portfolio=locked, ticker=order.ticker)
-        .values_list("quantity", flat=True)
-        .first()
-    ) or ZERO
+    held = services.held_quantity(locked, order.ticker)
     if held < order.quantity:
         return (
             f"{at} it would sell {order.quantity.normalize():f} {order.ticker}, but only "

@@ -231,7 +231,6 @@ def portfolio_summary(
 
 
 CLOSED_ORDERS_SHOWN = 5
-MAX_OPEN_ORDERS = 500  # what one portfolio may keep open (``orders.MAX_OPEN_ORDERS``)
 
 
 def with_orders(summary: PortfolioSummary) -> PortfolioSummary:
@@ -248,6 +247,8 @@ def with_orders(summary: PortfolioSummary) -> PortfolioSummary:
         .select_related("fill")
         .order_by(is_open, F("closed_at").desc(nulls_last=True), "-placed_at", "-id")
     )
+    from portfolios.orders import MAX_OPEN_ORDERS  # what one portfolio may keep open
+
     for order in rows[: MAX_OPEN_ORDERS + CLOSED_ORDERS_SHOWN]:
         if order.is_open:
             summary.open_orders.append(order)

@@ -181,6 +181,16 @@ def reserves_of(portfolio: Portfolio) -> Reserves:
     return Reserves(cash=cash, shares=shares, orders=orders)
 
 
+def held_quantity(portfolio: Portfolio, ticker: str) -> Decimal:
+    """The shares of ``ticker`` the portfolio holds (0 when none), in one query."""
+    found = (
+        Holding.objects.filter(portfolio=portfolio, ticker=ticker)
+        .values_list("quantity", flat=True)
+        .first()
+    )
+    return found or ZERO
+
+
 def _check_cash(locked: Portfolio, required: Decimal, reserves: Reserves, field: str) -> None:
     available = locked.cash - reserves.cash
     if required > available:

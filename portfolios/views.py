@@ -36,7 +36,7 @@ from portfolios.forms import (
     SignupForm,
     TradeForm,
 )
-from portfolios.models import Holding, Order, Portfolio, Transaction, WatchedTicker
+from portfolios.models import Order, Portfolio, Transaction, WatchedTicker
 from portfolios.money import format_money, parse_typed_number
 from portfolios.selectors import (
     portfolio_summaries,
@@ -418,12 +418,10 @@ def portfolio_trade(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _placed_text(order: Order) -> str:
-    held = (
-        f"reserves {format_money(order.reserved_cash)}"
-        if order.side == Order.Side.BUY
-        else f"reserves {shares(order.reserved_shares)} {order.ticker}"
+    return (
+        f"Order placed: {order.label}; it reserves {order.reserve_label} until it fills, "
+        "expires or is cancelled."
     )
-    return f"Order placed: {order.label}; it {held} until it fills, expires or is cancelled."
 
 
 @require_POST
@@ -437,12 +435,9 @@ def order_cancel(request: HttpRequest, pk: int, order_id: int) -> HttpResponse:
     except OrderClosed as exc:
         messages.warning(request, exc.message)
     else:
-        freed = (
-            format_money(order.reserved_cash)
-            if order.side == Order.Side.BUY
-            else f"{shares(order.reserved_shares)} {order.ticker}"
+        messages.success(
+            request, f"Cancelled: {order.label}. {order.reserve_label} is available again."
         )
-        messages.success(request, f"Cancelled: {order.label}. {freed} is available again.")
     return redirect(f"{portfolio.get_absolute_url()}#orders")
 
 
@@ -472,11 +467,7 @@ def trade_preview(request: HttpRequest, pk: int) -> HttpResponse:
             ticker = services.validate_ticker(data["ticker"])
             context["ticker"] = ticker
             context["side"] = data.get("side") or "BUY"
-            context["owned"] = (
-                Holding.objects.filter(portfolio=portfolio, ticker=ticker)
-                .values_list("quantity", flat=True)
-                .first()
-            )
+            context["owned"] = services.held_quantity(portfolio, ticker)
             if data.get("quantity"):
                 quote = services.trade_quote(
                     ticker=ticker,
@@ -513,7 +504,7 @@ def _order_preview(portfolio: Portfolio, context: dict, data: dict) -> dict:
     placed."""
     quote, side = context["quote"], context["side"]
     reserves = services.reserves_of(portfolio)
-    owned = context["owned"] or Decimal("0")
+    owned = context["owned"]
     free_shares = owned - min(reserves.shares_of(quote.ticker), owned)
     available = portfolio.cash - reserves.cash
     found: dict = {

@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from portfolios.money import format_money, format_price
+from portfolios.money import format_money, format_price, format_shares
 
 register = template.Library()
 
@@ -47,9 +47,7 @@ def shares(value) -> str:
     """A quantity without trailing zeros: 10, 0.5, 1,234.0001."""
     if value is None or value == "":
         return "0"
-    value = Decimal(value)
-    text = f"{value:,.4f}".rstrip("0").rstrip(".")
-    return text
+    return format_shares(Decimal(value))
 
 
 @register.filter
