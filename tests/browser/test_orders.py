@@ -29,7 +29,7 @@ def test_a_limit_buy_waits_fills_as_the_clock_crosses_its_price_and_a_cancel_fre
 ):
     from django.core.management import call_command
 
-    from tests.browser.test_surface import count_settles, fast_polling
+    from tests.browser.test_surface import assert_drawn, count_settles, fast_polling
 
     expect.set_options(timeout=10_000)
     fast_polling(settings)
@@ -70,9 +70,14 @@ def test_a_limit_buy_waits_fills_as_the_clock_crosses_its_price_and_a_cancel_fre
     expect(orders.locator("tbody tr")).to_have_count(2)
 
     # Cancel the MSFT order with the mouse, after two live refreshes have swapped the open
-    # orders (they live in the polled region): its $800.00 is available again.
+    # orders (they live in the polled region) and the value chart's range was switched: its
+    # $800.00 is available again.
     count_settles(page, "#live")
     page.wait_for_function("() => window.__settled >= 2", timeout=10_000)
+    ranges = page.get_by_role("navigation", name="Value range")
+    ranges.get_by_role("link", name="1M").click()
+    expect(ranges.get_by_role("link", name="1M")).to_have_attribute("aria-current", "true")
+    assert_drawn(page, "value-chart")
     page.get_by_role("button", name="Cancel order for MSFT").click()
     expect(page.locator("#messages")).to_contain_text("Cancelled: Buy 2 MSFT")
     expect(page.locator("#messages")).to_contain_text("$800.00 is available again.")
